@@ -27,8 +27,6 @@ class Thresholds:
     chi_square_p_value: float = 1e-6
     #: Population stability index at or above which the PSI test fires.
     psi_alert: float = 0.2
-    #: Wasserstein distance (in units of the reference spread) at or above which it fires.
-    wasserstein_alert: float = 0.3
     #: Share of the current window made of categories never seen in the reference.
     new_category_share: float = 0.05
     #: CUSUM reference value k and decision interval h, on normal scores
@@ -38,6 +36,8 @@ class Thresholds:
     #: ADWIN confidence; fed with block means of normal scores.
     adwin_delta: float = 1e-5
     #: Effect sizes that make an alert ``critical`` rather than ``warning``.
+    #: Wasserstein is in units of the reference spread; it is an effect size
+    #: only, never a trigger on its own (on heavy tails it is too noisy).
     psi_critical: float = 0.25
     wasserstein_critical: float = 0.5
     new_category_critical: float = 0.1
