@@ -1,0 +1,136 @@
+"""TwoSidedCusum: the closed form against the textbook loop, and its run lengths."""
+
+import numpy as np
+import pytest
+
+from stream_monitor.stats.cusum import TwoSidedCusum
+
+
+def naive_alarms(z, k, h):
+    """Per-value reference implementation: (alarm index, direction) list and final sums."""
+    upper = lower = 0.0
+    alarms = []
+    reset = False
+    for i, x in enumerate(z):
+        if reset:
+            upper = lower = 0.0
+            reset = False
+        upper = max(0.0, upper + x - k)
+        lower = max(0.0, lower - x - k)
+        if upper > h or lower > h:
+            alarms.append((i, "up" if upper >= lower else "down"))
+            reset = True
+    return alarms, upper, lower
+
+
+def run_batched(detector, z, chunk_sizes):
+    """Feed z in the given chunk sizes, re-feeding the remainder after each alarm."""
+    alarms = []
+    position = 0
+    for size in chunk_sizes:
+        chunk = z[position : position + size]
+        offset = 0
+        while offset < chunk.size:
+            consumed = detector.update(chunk[offset:])
+            assert consumed >= 1
+            offset += consumed
+            if detector.drift_detected:
+                alarms.append((position + offset - 1, detector.direction))
+        position += size
+    assert position >= z.size
+    return alarms
+
+
+def drifting_scores(seed, n=20_000):
+    """N(0,1) with mean shifts up and down, so both sides alarm repeatedly."""
+    rng = np.random.default_rng(seed)
+    means = np.repeat(rng.choice([-1.5, 0.0, 0.0, 1.5], size=n // 500), 500)
+    return rng.normal(size=n) + means
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k,h", [(0.5, 5.0), (0.25, 8.0), (0.0, 3.0)])
+def test_whole_batch_matches_naive_loop(seed, k, h):
+    z = drifting_scores(seed)
+    expected_alarms, expected_upper, expected_lower = naive_alarms(z, k, h)
+    assert len({d for _, d in expected_alarms}) == 2  # both sides exercised
+    detector = TwoSidedCusum(k, h)
+    alarms = run_batched(detector, z, [z.size])
+    assert alarms == expected_alarms
+    assert detector.upper == pytest.approx(expected_upper, abs=1e-9)
+    assert detector.lower == pytest.approx(expected_lower, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+def test_alarm_positions_do_not_depend_on_batching(seed):
+    z = drifting_scores(seed)
+    reference = TwoSidedCusum(0.5, 5.0)
+    reference_alarms = run_batched(reference, z, [z.size])
+    rng = np.random.default_rng(seed + 100)
+    sizes = rng.integers(1, 700, size=z.size)  # more than enough; the tail is empty
+    detector = TwoSidedCusum(0.5, 5.0)
+    alarms = run_batched(detector, z, [int(s) for s in sizes])
+    assert alarms == reference_alarms and len(alarms) > 10
+    assert detector.drift_detected == reference.drift_detected
+    # Different chunkings round the cumulative sums differently: equal to ~1e-12.
+    assert detector.upper == pytest.approx(reference.upper, abs=1e-9)
+    assert detector.lower == pytest.approx(reference.lower, abs=1e-9)
+
+
+def test_state_round_trip_continues_identically():
+    z = drifting_scores(7)
+    original = TwoSidedCusum(0.5, 5.0)
+    run_batched(original, z[:9_000], [9_000])
+    restored = TwoSidedCusum.from_state(original.to_state())
+    assert restored.to_state() == original.to_state()
+    assert run_batched(restored, z[9_000:], [11_000]) == run_batched(original, z[9_000:], [11_000])
+    assert restored.to_state() == original.to_state()
+
+
+def test_state_holds_only_plain_values():
+    detector = TwoSidedCusum(0.5, 4.0)
+    detector.update(np.full(20, 3.0))
+    state = detector.to_state()
+    assert detector.drift_detected and state["direction"] == "up"
+    assert all(isinstance(v, (int, float, str, bool, type(None))) for v in state.values())
+
+
+def test_alarm_flag_lasts_until_the_next_update_then_resets():
+    detector = TwoSidedCusum(0.5, 4.0)
+    assert detector.update(np.full(10, -2.0)) == 3  # lower: 1.5, 3.0, 4.5 > 4
+    assert detector.drift_detected and detector.direction == "down"
+    assert detector.lower == pytest.approx(4.5) and detector.statistic == pytest.approx(4.5)
+    assert detector.update(np.array([])) == 0 and detector.drift_detected  # empty: no change
+    assert detector.update(np.array([0.0])) == 1
+    assert not detector.drift_detected and detector.direction is None
+    assert detector.upper == 0.0 and detector.lower == 0.0
+
+
+def test_in_control_average_run_length():
+    # Two-sided k=0.5, h=5 on N(0,1): ARL0 ~ 465 (Montgomery's table; each
+    # one-sided chart alone is ~930 by Siegmund's approximation).
+    z = np.random.default_rng(2024).normal(size=1_500_000)
+    detector = TwoSidedCusum(0.5, 5.0)
+    alarms = run_batched(detector, z, [100_000] * 15)
+    run_lengths = np.diff([-1] + [i for i, _ in alarms])
+    assert run_lengths.size > 2_500
+    assert 430 < run_lengths.mean() < 500
+
+
+def test_one_sd_shift_is_detected_quickly():
+    rng = np.random.default_rng(99)
+    delays = []
+    for _ in range(300):
+        detector = TwoSidedCusum(0.5, 5.0)
+        z = rng.normal(1.0, 1.0, size=200)
+        consumed = detector.update(z)
+        assert detector.drift_detected and detector.direction == "up"
+        delays.append(consumed)
+    assert np.median(delays) < 15  # ARL1 for a 1-sd shift at h=5 is ~10.4
+
+
+def test_rejects_bad_parameters():
+    with pytest.raises(ValueError):
+        TwoSidedCusum(-0.1, 5.0)
+    with pytest.raises(ValueError):
+        TwoSidedCusum(0.5, 0.0)
