@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite (importable as ``helpers`` because tests/conftest.py puts tests/ on sys.path)."""
