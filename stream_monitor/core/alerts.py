@@ -1,0 +1,111 @@
+"""Alert schema v1: what the monitor publishes when a stream drifts.
+
+Alerts are consumed by machines (paging, retraining, rollbacks), so two
+properties matter more than prose: the ``alert_id`` is deterministic (a
+replayed detection after a crash has the same id, so consumers can drop
+duplicates), and the payload says *which* feature and population moved and by
+how much (reference vs current summaries), so the fix can be targeted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+ALERT_SCHEMA_VERSION = 1
+
+
+class Kind:
+    DATA_DRIFT = "data_drift"
+    PREDICTION_DRIFT = "prediction_drift"
+    LABEL_DRIFT = "label_drift"
+    LATENCY_DRIFT = "latency_drift"
+
+
+class Severity:
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    RANK = {WARNING: 1, CRITICAL: 2}
+
+
+def alert_id(model: str, feature: str, segment: dict[str, str], detector: str, stream_position: int) -> str:
+    """Same detection on the same stream at the same stream position -> same id.
+
+    ``stream_position`` counts the events the stream had seen at detection, so
+    the id depends only on the input sequence, not on wall clocks or on how the
+    input happened to be split into batches.
+    """
+    segment_text = ",".join(f"{k}={v}" for k, v in sorted(segment.items()))
+    text = "\x1f".join((model, feature, segment_text, detector, str(stream_position)))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def iso_time(epoch_seconds: float | None) -> str | None:
+    if epoch_seconds is None or not math.isfinite(epoch_seconds):
+        return None
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Alert:
+    alert_id: str
+    kind: str
+    severity: str
+    model: str
+    model_version: str | None
+    feature: str
+    segment: dict[str, str]
+    detector: str
+    statistic: float
+    threshold: float
+    p_value: float | None
+    window: dict[str, Any]
+    reference: dict[str, Any]
+    current: dict[str, Any]
+    detected_at: str
+    source: dict[str, Any]
+    #: Every test evaluated at the time, not only the one that fired.
+    tests: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> bytes:
+        """Kafka key: one stream's alerts stay in order on one partition."""
+        segment_text = ",".join(f"{k}={v}" for k, v in sorted(self.segment.items())) or "all"
+        return f"{self.model}|{self.feature}|{segment_text}".encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": ALERT_SCHEMA_VERSION,
+            "alert_id": self.alert_id,
+            "kind": self.kind,
+            "severity": self.severity,
+            "model": self.model,
+            "model_version": self.model_version,
+            "feature": self.feature,
+            "segment": self.segment,
+            "detector": self.detector,
+            "statistic": _finite(self.statistic),
+            "threshold": self.threshold,
+            "p_value": _finite(self.p_value),
+            "window": self.window,
+            "reference": self.reference,
+            "current": self.current,
+            "tests": self.tests,
+            "detected_at": self.detected_at,
+            "source": self.source,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
