@@ -1,0 +1,161 @@
+"""Prometheus metrics and the health endpoint, served on one port.
+
+Names follow prometheus-client conventions: one ``stream_monitor_`` prefix,
+base units (seconds), ``_total`` counters. Labels are bounded on purpose:
+model, feature, statistic, severity, reason, topic and partition. Segment
+values never become labels (their cardinality is the user's traffic); the
+segment detail lives in the alerts.
+"""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from socketserver import ThreadingMixIn
+from typing import Any, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from stream_monitor.core.alerts import Severity
+from stream_monitor.core.engine import BatchResult
+
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "stream_monitor_events_consumed", "Messages consumed from the events topics, valid or not.", ["topic"], registry=r
+        )
+        self.events_processed = Counter(
+            "stream_monitor_events_processed", "Valid prediction events processed.", ["model"], registry=r
+        )
+        self.invalid_events = Counter(
+            "stream_monitor_invalid_events",
+            "Messages routed to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.untracked_values = Counter(
+            "stream_monitor_untracked_values",
+            "Values not monitored because a model exceeded the caps on signals or segment keys.",
+            ["model"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "stream_monitor_alerts", "Drift alerts published.", ["model", "kind", "severity"], registry=r
+        )
+        self.drift_score = Gauge(
+            "stream_monitor_drift_score",
+            "Latest window-test statistic of the whole-model aggregate stream.",
+            ["model", "feature", "statistic"],
+            registry=r,
+        )
+        self.drifting_streams = Gauge(
+            "stream_monitor_drifting_streams",
+            "Streams (feature x segment) whose latest verdict is drift.",
+            ["model", "severity"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "stream_monitor_batch_processing_seconds",
+            "Time to process one consumed batch, publishing and committing included.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.last_event_timestamp = Gauge(
+            "stream_monitor_last_event_timestamp_seconds",
+            "Event time of the latest processed event (epoch seconds).",
+            ["model"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "stream_monitor_consumer_lag_messages",
+            "Messages between the partition's high watermark and the next offset to consume.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.prediction_latency = Histogram(
+            "stream_monitor_prediction_latency_seconds",
+            "Model prediction latency reported in events (latency_ms).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ready = Gauge(
+            "stream_monitor_ready", "1 while connected to Kafka and processing, 0 otherwise.", registry=r
+        )
+        self.streams = Gauge("stream_monitor_streams", "Streams (model x feature x segment) held in memory.", registry=r)
+
+    def record_batch(self, result: BatchResult) -> None:
+        for topic, count in result.consumed_by_topic.items():
+            self.events_consumed.labels(topic).inc(count)
+        for model, count in result.processed_by_model.items():
+            self.events_processed.labels(model).inc(count)
+        for reason, count in result.invalid_by_reason.items():
+            self.invalid_events.labels(reason).inc(count)
+        for model, count in result.untracked_by_model.items():
+            self.untracked_values.labels(model).inc(count)
+        for alert in result.alerts:
+            self.alerts.labels(alert.model, alert.kind, alert.severity).inc()
+        for (model, feature, statistic), value in result.drift_scores.items():
+            self.drift_score.labels(model, feature, statistic).set(value)
+        for model, counts in result.drifting_streams.items():
+            for severity in (Severity.WARNING, Severity.CRITICAL):
+                self.drifting_streams.labels(model, severity).set(counts.get(severity, 0))
+        for model, seconds in result.last_event_time.items():
+            self.last_event_timestamp.labels(model).set(seconds)
+        for model, latencies in result.latencies.items():
+            histogram = self.prediction_latency.labels(model)
+            for value in latencies:
+                histogram.observe(float(value))
+
+    def set_lag(self, lags: Iterable[tuple[str, int, int]]) -> None:
+        for topic, partition, lag in lags:
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Drop lag series of partitions this worker no longer owns (someone else reports them)."""
+        for topic, partition in partitions:
+            try:
+                self.consumer_lag.remove(topic, str(partition))
+            except KeyError:
+                pass
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class MetricsServer:
+    """``/metrics`` for Prometheus and ``/healthz`` for orchestrators' readiness probes."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, is_ready: Callable[[], bool]) -> None:
+        metrics_app = make_wsgi_app(metrics.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == "/healthz":
+                ok = is_ready()
+                start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+                return [b"ready\n" if ok else b"not ready: not connected to Kafka or not processing\n"]
+            return metrics_app(environ, start_response)
+
+        self._server = make_server(host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
