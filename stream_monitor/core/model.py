@@ -238,9 +238,13 @@ def _signal_values(event: Event) -> Iterable[tuple[str, str, Any]]:
         yield name, Kind.DATA_DRIFT, value
     if event.prediction is not None:
         yield "prediction", Kind.PREDICTION_DRIFT, event.prediction
-    if event.scores:
+    if event.scores and not isinstance(event.prediction, float):
+        # With a numeric prediction the scores restate it; with a class label
+        # (or none) they carry the model's confidence. Of two classes' scores
+        # the second is the first's complement, so one stream says it all.
+        limit = 1 if len(event.scores) == 2 else MAX_SCORE_CLASSES
         for i, (cls, value) in enumerate(event.scores.items()):
-            if i >= MAX_SCORE_CLASSES:
+            if i >= limit:
                 break
             yield f"score:{cls}", Kind.PREDICTION_DRIFT, value
     if event.label is not None:

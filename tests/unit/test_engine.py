@@ -51,8 +51,9 @@ def test_stationary_stream_raises_no_alert(stationary):
     engine, alerts, rejections = run(stationary)
     assert rejections == []
     assert alerts == []
-    # 10 signals (9 features + prediction, 2 scores, label, latency) x (all + 4 regions) streams exist
-    assert engine.stream_count() == 14 * 5
+    # 12 signals (9 features, prediction, label, latency; the scores restate the numeric
+    # prediction) x (all + 4 regions)
+    assert engine.stream_count() == 12 * 5
 
 
 def test_mean_shift_in_one_segment_alerts_exactly_that_feature_and_segment(income_shift):
