@@ -94,8 +94,8 @@ class Alert:
             "threshold": self.threshold,
             "p_value": _finite(self.p_value),
             "window": self.window,
-            "reference": self.reference,
-            "current": self.current,
+            "reference": _rounded(self.reference),
+            "current": _rounded(self.current),
             "tests": self.tests,
             "detected_at": self.detected_at,
             "source": self.source,
@@ -103,6 +103,15 @@ class Alert:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _rounded(summary: Any) -> Any:
+    """Summaries are for people and dashboards: 6 significant digits, no float noise."""
+    if isinstance(summary, float):
+        return float(f"{summary:.6g}") if math.isfinite(summary) else None
+    if isinstance(summary, dict):
+        return {key: _rounded(value) for key, value in summary.items()}
+    return summary
 
 
 def _finite(value: float | None) -> float | None:
