@@ -34,15 +34,17 @@ class Severity:
     RANK = {WARNING: 1, CRITICAL: 2}
 
 
-def alert_id(model: str, feature: str, segment: dict[str, str], detector: str, stream_position: int) -> str:
-    """Same detection on the same stream at the same stream position -> same id.
+def alert_id(model: str, feature: str, segment: dict[str, str], occurrence: str) -> str:
+    """Same detection of the same stream -> same id.
 
-    ``stream_position`` counts the events the stream had seen at detection, so
-    the id depends only on the input sequence, not on wall clocks or on how the
-    input happened to be split into batches.
+    ``occurrence`` names the detection within the stream's history
+    (``severity:n``, see ``ModelMonitor``), not a wall-clock time or an exact
+    event position, so a replay after a crash, or a run that saw the
+    partitions interleaved differently, publishes the same id for the same
+    drift and consumers can drop the duplicate.
     """
     segment_text = ",".join(f"{k}={v}" for k, v in sorted(segment.items()))
-    text = "\x1f".join((model, feature, segment_text, detector, str(stream_position)))
+    text = "\x1f".join((model, feature, segment_text, occurrence))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

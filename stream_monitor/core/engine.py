@@ -8,7 +8,7 @@ testable without a broker and replayable from the same input.
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -16,8 +16,9 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from stream_monitor.core.alerts import Alert
-from stream_monitor.core.events import Event, RawMessage, Reason, Rejection, decode_batch
-from stream_monitor.core.model import ModelMonitor
+from stream_monitor.core.columns import ModelBatch, build_model_batches
+from stream_monitor.core.events import RawMessage, Reason, Rejection, decode_batch
+from stream_monitor.core.model import ModelMonitor, row_message
 from stream_monitor.core.settings import DetectionSettings
 
 #: Models are discovered from traffic; past this many, events of new models are
@@ -52,12 +53,42 @@ class BatchResult:
     #: model -> prediction latencies in seconds.
     latencies: dict[str, np.ndarray] = field(default_factory=dict)
 
+    #: Rows dropped as replays of rows already applied (after an ingest crash).
+    replayed: int = 0
+
     @property
     def invalid_by_reason(self) -> Counter:
         return Counter(r.reason for r in self.rejections)
 
 
+@dataclass(slots=True)
+class IngestResult:
+    """What the stateless first stage makes of a batch of raw messages."""
+
+    batches: list[ModelBatch]
+    rejections: list[Rejection]
+    consumed_by_topic: Counter
+
+
+def ingest(messages: Sequence[RawMessage]) -> IngestResult:
+    """Decode, validate and gather: one columnar batch per model, plus the rejects.
+
+    Stateless on purpose: any worker can ingest any partition, and a replay
+    after a crash produces the same rows again (the evaluator drops them).
+    """
+    consumed: Counter = Counter()
+    progress: dict[tuple[str, int], int] = {}
+    for message in messages:
+        consumed[message.topic] += 1
+        key = (message.topic, message.partition)
+        progress[key] = max(progress.get(key, -1), message.offset)
+    decoded = decode_batch(messages)
+    return IngestResult(build_model_batches(decoded.events, progress), decoded.rejections, consumed)
+
+
 class MonitorEngine:
+    """The evaluator: owns model monitors and turns model batches into verdicts."""
+
     def __init__(
         self,
         spec: SpecLike,
@@ -86,16 +117,21 @@ class MonitorEngine:
         if monitor is None:
             if len(self.models) >= self.max_models:
                 return None
-            model_spec = self.spec.model(name)
-            monitor = ModelMonitor(
-                name,
-                model_spec.detection,
-                feature_types=dict(model_spec.feature_types),
-                segment_keys=model_spec.segment_keys,
-            )
-            if model_spec.reference_file is not None:
-                self._load_reference(monitor, model_spec.reference_file)
+            monitor = self.new_monitor(name)
             self.models[name] = monitor
+        return monitor
+
+    def new_monitor(self, name: str) -> ModelMonitor:
+        """A fresh monitor for ``name`` with its spec's settings and reference file applied."""
+        model_spec = self.spec.model(name)
+        monitor = ModelMonitor(
+            name,
+            model_spec.detection,
+            feature_types=dict(model_spec.feature_types),
+            segment_keys=model_spec.segment_keys,
+        )
+        if model_spec.reference_file is not None:
+            self._load_reference(monitor, model_spec.reference_file)
         return monitor
 
     def _load_reference(self, monitor: ModelMonitor, path: Path) -> None:
@@ -106,48 +142,47 @@ class MonitorEngine:
                 f"reference file {path}: {len(decoded.rejections)} invalid line(s), first at line "
                 f"{first.message.offset + 1}: {first.detail}. Fix the file or remove reference_file from the spec."
             )
-        events = [e for e in decoded.events if e.model == monitor.name]
-        outcome = monitor.observe(events, self.clock(), reference_only=True)
-        if outcome.rejections:
-            raise ValueError(f"reference file {path}: {outcome.rejections[0].detail}")
+        for batch in build_model_batches([e for e in decoded.events if e.model == monitor.name]):
+            outcome = monitor.observe(batch, self.clock(), reference_only=True)
+            if outcome.rejections:
+                raise ValueError(f"reference file {path}: {outcome.rejections[0].detail}")
 
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
-        result = BatchResult()
-        for message in messages:
-            result.consumed_by_topic[message.topic] += 1
-        decoded = decode_batch(messages)
-        result.rejections.extend(decoded.rejections)
+        """Ingest and evaluate in one process (the demo's and the tests' short cut)."""
+        ingested = ingest(messages)
+        result = BatchResult(rejections=list(ingested.rejections), consumed_by_topic=ingested.consumed_by_topic)
+        for batch in ingested.batches:
+            self.evaluate(batch, into=result)
+        return result
 
-        by_model: dict[str, list[Event]] = defaultdict(list)
-        for event in decoded.events:
-            by_model[event.model].append(event)
-
-        now = self.clock()
-        for name, events in by_model.items():
-            monitor = self.monitor_for(name)
-            if monitor is None:
-                detail = (
-                    f"model '{name}' is beyond the limit of {self.max_models} monitored models; "
-                    "check the producer's model names, or run a separate monitor for more models"
-                )
-                result.rejections.extend(Rejection(e.message, Reason.TOO_MANY_MODELS, detail) for e in events)
-                continue
-            outcome = monitor.observe(events, now)
-            result.alerts.extend(outcome.alerts)
-            result.rejections.extend(outcome.rejections)
-            if outcome.processed:
-                result.processed_by_model[name] += outcome.processed
-            if outcome.untracked:
-                result.untracked_by_model[name] += outcome.untracked
-            for (feature, statistic), value in outcome.scores.items():
-                result.drift_scores[(name, feature, statistic)] = value
-            result.drifting_streams[name] = monitor.drifting_counts()
-            times = [e.timestamp for e in events if e.timestamp == e.timestamp]
-            if times:
-                result.last_event_time[name] = max(times)
-            latencies = [e.latency_ms for e in events if e.latency_ms is not None]
-            if latencies:
-                result.latencies[name] = np.asarray(latencies, dtype=np.float64) / 1000.0
+    def evaluate(self, batch: ModelBatch, into: BatchResult | None = None) -> BatchResult:
+        result = into if into is not None else BatchResult()
+        name = batch.model
+        monitor = self.monitor_for(name)
+        if monitor is None:
+            detail = (
+                f"model '{name}' is beyond the limit of {self.max_models} monitored models; "
+                "check the producer's model names, or run a separate monitor for more models"
+            )
+            for row in range(len(batch)):
+                result.rejections.append(Rejection(row_message(batch, row), Reason.TOO_MANY_MODELS, detail))
+            return result
+        outcome = monitor.observe(batch, self.clock())
+        result.alerts.extend(outcome.alerts)
+        result.rejections.extend(outcome.rejections)
+        result.replayed += outcome.replayed
+        if outcome.processed:
+            result.processed_by_model[name] += outcome.processed
+        if outcome.untracked:
+            result.untracked_by_model[name] += outcome.untracked
+        for (feature, statistic), value in outcome.scores.items():
+            result.drift_scores[(name, feature, statistic)] = value
+        result.drifting_streams[name] = monitor.drifting_counts()
+        if outcome.last_event_time is not None:
+            result.last_event_time[name] = max(outcome.last_event_time, result.last_event_time.get(name, -np.inf))
+        if outcome.latencies is not None and len(outcome.latencies):
+            previous = result.latencies.get(name)
+            result.latencies[name] = outcome.latencies if previous is None else np.concatenate([previous, outcome.latencies])
         return result
 
     def stream_count(self) -> int:

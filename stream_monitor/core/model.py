@@ -1,23 +1,27 @@
-"""One model's monitor: from a batch of its events to per-stream updates and alerts.
+"""One model's monitor: from a columnar batch to per-stream updates and alerts.
 
 Every monitored quantity of an event is a *signal*: each feature (data
-drift), the prediction and each class score (prediction drift), the label
-(label drift) and the latency (latency drift). Each signal is watched in the
-whole-model aggregate and in every admitted segment value, one stream each.
-Values are gathered per signal into one array per batch, then handed to each
-stream as a slice, so the per-event Python work is the gather only.
+drift), the prediction and class scores (prediction drift), the label (label
+drift) and the latency (latency drift). Each signal is watched in the whole
+model aggregate and in every admitted segment value, one stream each. The
+batch arrives as columns, so routing a signal to its streams is array
+indexing: no per-event Python work happens here.
+
+The monitor is the unit of ownership: exactly one evaluator holds a model,
+reads its batches in one order, and checkpoints it whole (``to_state``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Iterable, Literal
 
 import numpy as np
 
-from stream_monitor.core.alerts import Alert, Kind, alert_id, iso_time
-from stream_monitor.core.events import Event, Reason, Rejection
+from stream_monitor.core.alerts import Alert, alert_id, iso_time
+from stream_monitor.core.columns import ModelBatch
+from stream_monitor.core.events import RawMessage, Reason, Rejection
 from stream_monitor.core.segments import SegmentSlots
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.core.streams import CategoricalStream, CategoryCodebook, Detection, NumericStream
@@ -28,8 +32,9 @@ ValueType = Literal["numeric", "categorical"]
 ALL = ("", "")
 #: Caps that keep a misbehaving producer from growing memory without bound.
 MAX_SIGNALS = 512
-MAX_SCORE_CLASSES = 32
 MAX_SEGMENT_KEYS = 8
+
+StreamKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +49,15 @@ class ModelOutcome:
     alerts: list[Alert] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     processed: int = 0
+    #: Rows dropped because an earlier batch already applied them (a replay).
+    replayed: int = 0
     #: Values of signals or segment keys over the caps: not monitored, but counted.
     untracked: int = 0
     #: Latest window-test statistics of the aggregate streams: (signal, statistic) -> value.
     scores: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: Event times and latencies (seconds) of the processed rows, for metrics.
+    last_event_time: float | None = None
+    latencies: np.ndarray | None = None
 
 
 class ModelMonitor:
@@ -65,65 +75,71 @@ class ModelMonitor:
         self.signals: dict[str, Signal] = {}
         self.slots: dict[str, SegmentSlots] = {}
         self.codebooks: dict[str, CategoryCodebook] = {}
-        self.streams: dict[tuple[str, str, str], NumericStream | CategoricalStream] = {}
+        self.streams: dict[StreamKey, NumericStream | CategoricalStream] = {}
         #: Streams whose latest verdict is drift: stream key -> severity.
-        self.drifting: dict[tuple[str, str, str], str] = {}
-        self.model_version: str | None = None
+        self.drifting: dict[StreamKey, str] = {}
+        #: Per stream: alerts published so far, by severity (names each alert's occurrence).
+        self.alert_counts: dict[StreamKey, dict[str, int]] = {}
+        #: Highest source offset applied per (topic, partition): replayed rows are dropped.
+        self.applied: dict[tuple[str, int], int] = {}
 
     # -- typing -----------------------------------------------------------------
 
-    def _signal(self, name: str, kind: str, value: float | str) -> Signal | None:
-        signal = self.signals.get(name)
-        if signal is None:
-            if len(self.signals) >= MAX_SIGNALS:
-                return None
-            declared = self.declared_types.get(name) if kind == Kind.DATA_DRIFT else None
-            value_type = declared or ("numeric" if isinstance(value, float) else "categorical")
-            signal = self.signals[name] = Signal(name, kind, value_type)
-        return signal
-
-    def _check_types(self, event: Event) -> str | None:
-        """Fix each signal's type on first sight; return why the event conflicts, if it does."""
-        for name, kind, value in _signal_values(event):
-            if value is None:
+    def _type_signals(self, batch: ModelBatch, outcome: ModelOutcome) -> None:
+        """Fix each new signal's type: declared, else that of its first value."""
+        n = len(batch)
+        numeric_first = dict(zip(batch.numeric_signals, _first_rows(~np.isnan(batch.numeric))))
+        categorical_first = dict(zip(batch.categorical_signals, _first_rows(batch.categorical >= 0)))
+        for name, kind in dict.fromkeys([*batch.numeric_signals, *batch.categorical_signals]):
+            if name in self.signals:
                 continue
-            signal = self._signal(name, kind, value)
-            if signal is not None and signal.value_type == "numeric" and not isinstance(value, float):
-                how = "declared in the spec" if name in self.declared_types else "inferred from its first value"
-                return (
-                    f"'{name}' of model '{self.name}' is numeric ({how}) but got {value[:40]!r}; "
-                    "fix the producer, or declare the feature categorical in the monitor spec"
-                )
-        return None
+            if len(self.signals) >= MAX_SIGNALS:
+                outcome.untracked += 1
+                continue
+            declared = self.declared_types.get(name) if kind == "data_drift" else None
+            if declared is None:
+                numeric_row = numeric_first.get((name, kind), n)
+                declared = "numeric" if numeric_row < categorical_first.get((name, kind), n) else "categorical"
+            self.signals[name] = Signal(name, kind, declared)
+
+    def _mismatched_rows(self, batch: ModelBatch) -> dict[int, str]:
+        """Rows carrying a string for a numeric signal: row -> why."""
+        bad: dict[int, str] = {}
+        for j, (name, _kind) in enumerate(batch.categorical_signals):
+            signal = self.signals.get(name)
+            if signal is None or signal.value_type != "numeric":
+                continue
+            for row in np.flatnonzero(batch.categorical[:, j] >= 0):
+                if int(row) not in bad:
+                    how = "declared in the spec" if name in self.declared_types else "inferred from its first value"
+                    value = batch.strings[batch.categorical[row, j]]
+                    bad[int(row)] = (
+                        f"'{name}' of model '{self.name}' is numeric ({how}) but got {value[:40]!r}; "
+                        "fix the producer, or declare the feature categorical in the monitor spec"
+                    )
+        return bad
 
     # -- batch processing -------------------------------------------------------
 
-    def observe(self, events: list[Event], now: float, reference_only: bool = False) -> ModelOutcome:
+    def observe(self, batch: ModelBatch, now: float, reference_only: bool = False) -> ModelOutcome:
         outcome = ModelOutcome()
-        accepted: list[Event] = []
-        for event in events:
-            conflict = self._check_types(event)
-            if conflict is None:
-                accepted.append(event)
-            else:
-                outcome.rejections.append(Rejection(event.message, Reason.FEATURE_TYPE_MISMATCH, conflict))
-        if not accepted:
-            return outcome
-        outcome.processed = len(accepted)
         if not reference_only:
-            self.model_version = accepted[-1].model_version or self.model_version
-        timestamps = np.fromiter((e.timestamp for e in accepted), dtype=np.float64, count=len(accepted))
-        groups = self._segment_groups(accepted, outcome)
-        for signal, column in self._columns(accepted, outcome):
-            if signal.value_type == "numeric":
-                values = np.asarray(column, dtype=np.float64)
-                present = ~np.isnan(values)
-            else:
-                book = self.codebooks.get(signal.name)
-                if book is None:
-                    book = self.codebooks[signal.name] = CategoryCodebook(self.detection.max_categories)
-                values = book.encode([_category(v) for v in column])
-                present = values >= 0
+            batch = self._drop_replayed(batch, outcome)
+        if not len(batch):
+            return outcome
+        self._type_signals(batch, outcome)
+        bad = self._mismatched_rows(batch)
+        if bad:
+            for row, detail in bad.items():
+                outcome.rejections.append(Rejection(row_message(batch, row), Reason.FEATURE_TYPE_MISMATCH, detail))
+            keep = np.setdiff1d(np.arange(len(batch)), np.fromiter(bad, dtype=np.intp))
+            batch = batch.take(keep)
+            if not len(batch):
+                return outcome
+        outcome.processed = len(batch)
+        self._record_times(batch, outcome)
+        groups = self._segment_groups(batch, outcome)
+        for signal, values, present in self._columns(batch):
             for segment, index in groups:
                 index = index[present[index]]
                 if not len(index):
@@ -134,24 +150,67 @@ class ModelMonitor:
                     if not stream.ready:
                         stream.add_reference(values[index])
                     continue
-                detections = stream.update(values[index], timestamps[index])
+                detections = stream.update(values[index], batch.timestamp[index])
                 self._track_drifting(key, stream)
                 for detection in detections:
-                    outcome.alerts.append(self._alert(signal, segment, detection, accepted[index[detection.position]], now))
+                    occurrence = self._occurrence(key, detection.severity)
+                    row = int(index[detection.position])
+                    outcome.alerts.append(self._alert(signal, segment, detection, batch, row, occurrence, now))
                 if segment == ALL and stream.scores:
                     for statistic, value in stream.scores.items():
                         outcome.scores[(signal.name, statistic)] = value
         return outcome
 
-    def _new_stream(self, key: tuple[str, str, str], signal: Signal) -> NumericStream | CategoricalStream:
+    def _drop_replayed(self, batch: ModelBatch, outcome: ModelOutcome) -> ModelBatch:
+        """Drop rows an earlier batch already applied, then advance the high-water marks.
+
+        Ingest processes each source partition in order and replays a prefix
+        after a crash, so "offset at or below the highest applied" is exactly
+        "already seen".
+        """
+        if not len(batch):
+            return batch
+        keep = np.ones(len(batch), dtype=bool)
+        sources = batch.topic_index.astype(np.int64) * (1 << 32) + batch.partition
+        for source in np.unique(sources):
+            rows = sources == source
+            topic_index = int(source >> 32)
+            if topic_index < 0:
+                continue
+            key = (batch.topics[topic_index], int(source & 0xFFFFFFFF))
+            applied = self.applied.get(key, -1)
+            keep &= ~rows | (batch.offset > applied)
+            self.applied[key] = max(applied, int(batch.offset[rows].max()))
+        dropped = int((~keep).sum())
+        if dropped:
+            outcome.replayed = dropped
+            batch = batch.take(np.flatnonzero(keep))
+        return batch
+
+    def _record_times(self, batch: ModelBatch, outcome: ModelOutcome) -> None:
+        times = batch.timestamp[~np.isnan(batch.timestamp)]
+        if len(times):
+            outcome.last_event_time = float(times.max())
+        for j, (name, _kind) in enumerate(batch.numeric_signals):
+            if name == "latency_ms":
+                column = batch.numeric[:, j]
+                outcome.latencies = column[~np.isnan(column)] / 1000.0
+
+    def _new_stream(self, key: StreamKey, signal: Signal) -> NumericStream | CategoricalStream:
         if signal.value_type == "numeric":
             stream: NumericStream | CategoricalStream = NumericStream(self.detection)
         else:
-            stream = CategoricalStream(self.detection, self.codebooks[signal.name])
+            stream = CategoricalStream(self.detection, self._codebook(signal.name))
         self.streams[key] = stream
         return stream
 
-    def _track_drifting(self, key: tuple[str, str, str], stream: NumericStream | CategoricalStream) -> None:
+    def _codebook(self, name: str) -> CategoryCodebook:
+        book = self.codebooks.get(name)
+        if book is None:
+            book = self.codebooks[name] = CategoryCodebook(self.detection.max_categories)
+        return book
+
+    def _track_drifting(self, key: StreamKey, stream: NumericStream | CategoricalStream) -> None:
         if stream.drifting is None:
             self.drifting.pop(key, None)
         else:
@@ -160,17 +219,33 @@ class ModelMonitor:
     def drifting_counts(self) -> Counter:
         return Counter(self.drifting.values())
 
-    def _segment_groups(self, events: list[Event], outcome: ModelOutcome) -> list[tuple[tuple[str, str], np.ndarray]]:
+    def _occurrence(self, key: StreamKey, severity: str) -> str:
+        """``severity:n``, the n-th alert of that severity on the stream.
+
+        It names the alert by what it is, not by the exact event that triggered
+        it: a replay after a crash, or a run that saw the partitions interleaved
+        a little differently and so crossed a threshold a few events earlier or
+        later, publishes the same ids for the same drifts, and consumers drop
+        duplicates by id.
+        """
+        counts = self.alert_counts.setdefault(key, {})
+        counts[severity] = counts.get(severity, 0) + 1
+        return f"{severity}:{counts[severity]}"
+
+    def _segment_groups(self, batch: ModelBatch, outcome: ModelOutcome) -> list[tuple[tuple[str, str], np.ndarray]]:
         """Row indices per segment value (plus the aggregate), computed once per batch."""
-        n = len(events)
+        n = len(batch)
         groups: list[tuple[tuple[str, str], np.ndarray]] = [(ALL, np.arange(n))]
-        keys: dict[str, None] = {}
-        for event in events:
-            for key in event.segment:
-                keys[key] = None
+        columns: dict[str, list[str | None]] = {}
+        for j, key in enumerate(batch.segment_keys):
+            codes = batch.segments[:, j]
+            columns[key] = _decode_codes(codes, batch.strings)
         for key in self.feature_segment_keys:
-            keys[key] = None
-        for key in keys:
+            if key not in columns:
+                values = _feature_as_segment(batch, key)
+                if values is not None:
+                    columns[key] = values
+        for key, raw in columns.items():
             slots = self.slots.get(key)
             if slots is None:
                 if len(self.slots) >= MAX_SEGMENT_KEYS:
@@ -178,7 +253,6 @@ class ModelMonitor:
                     continue
                 d = self.detection
                 slots = self.slots[key] = SegmentSlots(key, d.max_segment_values, d.segment_min_events)
-            raw = [_segment_of(e, key) for e in events]
             rows: dict[str, list[int]] = {}
             for row, value in enumerate(slots.assign(raw)):
                 if value is not None:
@@ -187,31 +261,53 @@ class ModelMonitor:
                 groups.append(((key, value), np.asarray(members, dtype=np.intp)))
         return groups
 
-    def _columns(self, events: list[Event], outcome: ModelOutcome) -> Iterable[tuple[Signal, list[Any]]]:
-        """One column of values per signal present in the batch (None where absent)."""
-        names: dict[str, None] = {}
-        for event in events:
-            for name, _, value in _signal_values(event):
-                if value is not None:
-                    names[name] = None
-        for name in names:
+    def _columns(self, batch: ModelBatch) -> Iterable[tuple[Signal, np.ndarray, np.ndarray]]:
+        """One array of values per signal, and where it is present."""
+        numeric_index = {name: j for j, (name, _) in enumerate(batch.numeric_signals)}
+        categorical_index = {name: j for j, (name, _) in enumerate(batch.categorical_signals)}
+        for name in dict.fromkeys([*numeric_index, *categorical_index]):
             signal = self.signals.get(name)
             if signal is None:
-                outcome.untracked += 1
                 continue
-            yield signal, [_value_of(e, name) for e in events]
+            if signal.value_type == "numeric":
+                values = batch.numeric[:, numeric_index[name]]
+                yield signal, values, ~np.isnan(values)
+                continue
+            book = self._codebook(name)
+            codes = np.full(len(batch), -1, dtype=np.int32)
+            if name in categorical_index:
+                column = batch.categorical[:, categorical_index[name]]
+                used = np.unique(column[column >= 0])
+                lookup = np.full(len(batch.strings) + 1, -1, dtype=np.int32)
+                lookup[used] = book.encode([batch.strings[c] for c in used])
+                codes = lookup[column]
+            if name in numeric_index:
+                numbers = batch.numeric[:, numeric_index[name]]
+                rows = np.flatnonzero(~np.isnan(numbers))
+                if len(rows):
+                    codes[rows] = book.encode([f"{v:g}" for v in numbers[rows]])
+            yield signal, codes, codes >= 0
 
     # -- alerts -----------------------------------------------------------------
 
-    def _alert(self, signal: Signal, segment: tuple[str, str], d: Detection, event: Event, now: float) -> Alert:
+    def _alert(
+        self,
+        signal: Signal,
+        segment: tuple[str, str],
+        d: Detection,
+        batch: ModelBatch,
+        row: int,
+        occurrence: str,
+        now: float,
+    ) -> Alert:
         segment_dict = {} if segment == ALL else {segment[0]: segment[1]}
-        message = event.message
+        topic_index = int(batch.topic_index[row])
         return Alert(
-            alert_id=alert_id(self.name, signal.name, segment_dict, d.detector, d.stream_position),
+            alert_id=alert_id(self.name, signal.name, segment_dict, occurrence),
             kind=signal.kind,
             severity=d.severity,
             model=self.name,
-            model_version=event.model_version,
+            model_version=batch.versions[int(batch.version_code[row])],
             feature=signal.name,
             segment=segment_dict,
             detector=d.detector,
@@ -224,63 +320,76 @@ class ModelMonitor:
             tests=d.tests,
             detected_at=iso_time(now) or "",
             source={
-                "topic": message.topic if message else None,
-                "partition": message.partition if message else None,
-                "offset": message.offset if message else None,
-                "event_id": event.event_id,
-                "event_time": iso_time(event.timestamp),
+                "topic": batch.topics[topic_index] if topic_index >= 0 else None,
+                "partition": int(batch.partition[row]) if topic_index >= 0 else None,
+                "offset": int(batch.offset[row]) if topic_index >= 0 else None,
+                "event_id": batch.event_ids[row],
+                "event_time": iso_time(float(batch.timestamp[row])),
             },
         )
 
+    # -- checkpoints ------------------------------------------------------------
 
-def _signal_values(event: Event) -> Iterable[tuple[str, str, Any]]:
-    for name, value in event.features.items():
-        yield name, Kind.DATA_DRIFT, value
-    if event.prediction is not None:
-        yield "prediction", Kind.PREDICTION_DRIFT, event.prediction
-    if event.scores and not isinstance(event.prediction, float):
-        # With a numeric prediction the scores restate it; with a class label
-        # (or none) they carry the model's confidence. Of two classes' scores
-        # the second is the first's complement, so one stream says it all.
-        limit = 1 if len(event.scores) == 2 else MAX_SCORE_CLASSES
-        for i, (cls, value) in enumerate(event.scores.items()):
-            if i >= limit:
-                break
-            yield f"score:{cls}", Kind.PREDICTION_DRIFT, value
-    if event.label is not None:
-        yield "label", Kind.LABEL_DRIFT, event.label
-    if event.latency_ms is not None:
-        yield "latency_ms", Kind.LATENCY_DRIFT, event.latency_ms
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "signals": [[s.name, s.kind, s.value_type] for s in self.signals.values()],
+            "slots": {key: slots.to_state() for key, slots in self.slots.items()},
+            "codebooks": {name: book.to_state() for name, book in self.codebooks.items()},
+            "streams": [[list(key), stream.to_state()] for key, stream in self.streams.items()],
+            "drifting": [[list(key), severity] for key, severity in self.drifting.items()],
+            "alert_counts": [[list(key), counts] for key, counts in self.alert_counts.items()],
+            "applied": [[topic, partition, offset] for (topic, partition), offset in self.applied.items()],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint into a monitor built with the same settings."""
+        self.signals = {name: Signal(name, kind, value_type) for name, kind, value_type in state["signals"]}
+        self.slots = {key: SegmentSlots.from_state(s) for key, s in state["slots"].items()}
+        self.codebooks = {name: CategoryCodebook.from_state(s) for name, s in state["codebooks"].items()}
+        self.streams = {}
+        for key, stream_state in state["streams"]:
+            key = tuple(key)
+            signal = self.signals[key[0]]
+            if signal.value_type == "numeric":
+                self.streams[key] = NumericStream.from_state(self.detection, stream_state)
+            else:
+                self.streams[key] = CategoricalStream.from_state(self.detection, self.codebooks[key[0]], stream_state)
+        self.drifting = {tuple(key): severity for key, severity in state["drifting"]}
+        self.alert_counts = {tuple(key): counts for key, counts in state["alert_counts"]}
+        self.applied = {(topic, partition): offset for topic, partition, offset in state["applied"]}
 
 
-_SPECIAL: dict[str, Callable[[Event], Any]] = {
-    "prediction": lambda e: e.prediction,
-    "label": lambda e: e.label,
-    "latency_ms": lambda e: e.latency_ms,
-}
+def _first_rows(present: np.ndarray) -> list[int]:
+    """Per column, the first row where a value is present (the row count when none)."""
+    rows, columns = present.shape
+    if columns == 0:
+        return []
+    if rows == 0:
+        return [0] * columns
+    first = present.argmax(axis=0)
+    return [int(f) if any_ else rows for f, any_ in zip(first, present.any(axis=0))]
 
 
-def _value_of(event: Event, name: str) -> Any:
-    if name in event.features:
-        return event.features[name]
-    special = _SPECIAL.get(name)
-    if special is not None:
-        return special(event)
-    if name.startswith("score:") and event.scores:
-        return event.scores.get(name[6:])
+def _decode_codes(codes: np.ndarray, strings: list[str]) -> list[str | None]:
+    return [strings[c] if c >= 0 else None for c in codes.tolist()]
+
+
+def _feature_as_segment(batch: ModelBatch, key: str) -> list[str | None] | None:
+    for j, (name, kind) in enumerate(batch.categorical_signals):
+        if name == key and kind == "data_drift":
+            return _decode_codes(batch.categorical[:, j], batch.strings)
+    for j, (name, kind) in enumerate(batch.numeric_signals):
+        if name == key and kind == "data_drift":
+            return [f"{v:g}" if v == v else None for v in batch.numeric[:, j].tolist()]
     return None
 
 
-def _segment_of(event: Event, key: str) -> str | None:
-    value = event.segment.get(key)
-    if value is None:
-        value = event.features.get(key)
-        if isinstance(value, float):
-            value = f"{value:g}"
-    return value
-
-
-def _category(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return f"{value:g}"
+def row_message(batch: ModelBatch, row: int) -> RawMessage:
+    topic_index = int(batch.topic_index[row])
+    return RawMessage(
+        value=batch.row_json(row),
+        topic=batch.topics[topic_index] if topic_index >= 0 else "",
+        partition=int(batch.partition[row]),
+        offset=int(batch.offset[row]),
+    )

@@ -17,16 +17,17 @@ def make(**overrides):
 
 
 def test_alert_id_is_deterministic_and_depends_on_every_part():
-    base = alert_id("m", "f", {"a": "1", "b": "2"}, "ks", 1500)
-    assert base == alert_id("m", "f", {"b": "2", "a": "1"}, "ks", 1500)
+    base = alert_id("m", "f", {"a": "1", "b": "2"}, "critical:1")
+    assert base == alert_id("m", "f", {"b": "2", "a": "1"}, "critical:1")
     variants = {
-        alert_id("m2", "f", {"a": "1", "b": "2"}, "ks", 1500),
-        alert_id("m", "g", {"a": "1", "b": "2"}, "ks", 1500),
-        alert_id("m", "f", {"a": "1"}, "ks", 1500),
-        alert_id("m", "f", {"a": "1", "b": "2"}, "psi", 1500),
-        alert_id("m", "f", {"a": "1", "b": "2"}, "ks", 1750),
+        alert_id("m2", "f", {"a": "1", "b": "2"}, "critical:1"),
+        alert_id("m", "g", {"a": "1", "b": "2"}, "critical:1"),
+        alert_id("m", "f", {"a": "1"}, "critical:1"),
+        alert_id("m", "f", {"a": "1", "b": "2"}, "warning:1"),
+        alert_id("m", "f", {"a": "1", "b": "2"}, "warning:2"),
+        alert_id("m", "f", {"a": "1", "b": "2"}, "critical:2"),
     }
-    assert base not in variants and len(variants) == 5
+    assert base not in variants and len(variants) == 6
 
 
 def test_json_is_strict_and_summaries_are_rounded():
