@@ -34,6 +34,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz, 0 = any free port [env STREAM_MONITOR_METRICS_PORT]")
     p.add_argument("--spec", help="monitor spec TOML file [env STREAM_MONITOR_SPEC]")
     p.add_argument("--batch-size", type=int, help="max messages per batch [env STREAM_MONITOR_BATCH_SIZE]")
+    p.add_argument("--internal-partitions", type=int, help="partitions of the internal topics [env STREAM_MONITOR_INTERNAL_PARTITIONS]")
+    p.add_argument(
+        "--checkpoint-interval", type=float, dest="checkpoint_interval_seconds",
+        help="seconds between state checkpoints [env STREAM_MONITOR_CHECKPOINT_INTERVAL_SECONDS]",
+    )
     p.add_argument("--kafka", action="append", metavar="KEY=VALUE", help="librdkafka setting, repeatable [env STREAM_MONITOR_KAFKA__KEY]")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING [env STREAM_MONITOR_LOG_LEVEL]")
 
@@ -103,6 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         "metrics_port": args.metrics_port,
         "spec": args.spec,
         "batch_size": args.batch_size,
+        "internal_partitions": args.internal_partitions,
+        "checkpoint_interval_seconds": args.checkpoint_interval_seconds,
         "kafka": _kafka_pairs(args.kafka),
         "log_level": args.log_level,
     }

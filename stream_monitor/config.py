@@ -276,12 +276,29 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
     #: Max seconds a poll waits to fill a batch.
     batch_timeout_seconds: float = Field(default=0.5, gt=0, allow_inf_nan=False)
-    #: Create the alerts and dead-letter topics at startup when missing.
+    #: Partitions of the internal topics (model batches and state changelog). One
+    #: evaluator owns each; it bounds how many workers share the evaluation.
+    #: Fixed when the topics are created.
+    internal_partitions: int = Field(default=8, ge=1, le=1024)
+    #: Seconds between checkpoints of the detector state to the changelog topic:
+    #: the most a restarted worker re-evaluates.
+    checkpoint_interval_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    #: Create the alerts, dead-letter and internal topics at startup when missing.
     create_topics: bool = True
     #: Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.
     log_level: str = "INFO"
     #: librdkafka pass-through properties (canonical dotted names, string values).
     kafka: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def internal_topic(self) -> str:
+        """Model batches from ingest to evaluation, keyed by model (named after the group)."""
+        return f"{self.group_id}.model-batches"
+
+    @property
+    def changelog_topic(self) -> str:
+        """Compacted checkpoints of the evaluators' state (named after the group)."""
+        return f"{self.group_id}.state"
 
     @classmethod
     def settings_customise_sources(
@@ -429,6 +446,8 @@ _FLAGS = {
     "metrics_port": "--metrics-port",
     "spec": "--spec",
     "batch_size": "--batch-size",
+    "internal_partitions": "--internal-partitions",
+    "checkpoint_interval_seconds": "--checkpoint-interval",
     "kafka": "--kafka KEY=VALUE",
     "log_level": "--log-level",
 }
@@ -638,6 +657,8 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": False,
+        # brokers close idle connections routinely; librdkafka logs each one
+        "log.connection.close": False,
     }
     if settings.group_instance_id:
         defaults["group.instance.id"] = settings.group_instance_id
@@ -657,5 +678,6 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": 10,
         "compression.type": "lz4",
+        "log.connection.close": False,
     }
     return _apply_passthrough(defaults, settings.kafka, "producer")

@@ -95,7 +95,8 @@ def run_demo(bootstrap_servers: str | None = None, events: int = 48_000, rate: f
         total = events + MALFORMED
 
         def on_batch(result: BatchResult) -> None:
-            counts["consumed"] += sum(result.consumed_by_topic.values())
+            # evaluated events plus rejects: everything that reached a verdict
+            counts["consumed"] += sum(result.processed_by_model.values()) + len(result.rejections)
             counts["invalid"] += len(result.rejections)
             for alert in result.alerts:
                 alerts.append(alert)

@@ -1,10 +1,22 @@
-"""The worker shell: consumer group in, engine in the middle, alerts and dead letters out.
+"""The worker shell: two stages in one consumer group, everything else in the core.
 
-At-least-once, in this order for every batch: consume, process, publish the
-batch's alerts and dead letters, wait until the broker has acknowledged every
-one of them, and only then commit the batch's offsets. A crash anywhere before
-the commit replays the batch; nothing consumed is ever skipped. Kafka I/O
-lives here and only here; every decision is the engine's.
+*Ingest* reads the events topics: decode, validate, gather into one columnar
+batch per model, publish the batches to the internal topic (keyed by model)
+and the rejects to the dead-letter topic, then commit. It holds no state, so
+any worker can ingest any partition and a crash just replays a few batches.
+
+*Evaluate* reads the internal topic: every event of a model lands in one of
+its partitions, in one order, so exactly one worker owns each model whatever
+the number of workers or how the events were keyed. It drops replayed rows
+(by source offset), updates the detectors, publishes alerts, and checkpoints
+its state with the offset it has reached to the changelog topic. On
+assignment it restores the checkpoint and seeks to that offset; on revocation
+it checkpoints and lets go; on loss it drops the state without writing.
+
+Both stages publish and wait for the broker's acknowledgement before
+committing (ingest) or checkpointing (evaluate): at-least-once delivery, with
+deterministic alert ids and offset-based deduplication making the replays
+harmless.
 """
 
 from __future__ import annotations
@@ -12,23 +24,35 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream_monitor.config import Settings, consumer_config, producer_config, redact
-from stream_monitor.core.engine import BatchResult, MonitorEngine
+from stream_monitor.core.columns import ModelBatch
+from stream_monitor.core.engine import BatchResult, MonitorEngine, ingest
 from stream_monitor.core.events import RawMessage
+from stream_monitor.core.state_codec import decode_state, encode_state
 from stream_monitor.kafka.admin import ensure_topics
+from stream_monitor.kafka.changelog import Changelog
 from stream_monitor.kafka.dead_letter import dead_letter
 from stream_monitor.observability.metrics import Metrics, MetricsServer
 
 log = logging.getLogger("stream_monitor.worker")
 
-#: How long a stopping worker keeps trying to deliver a batch's alerts before
+#: How long a stopping worker keeps trying to deliver a batch's records before
 #: it gives up and exits without committing (the batch is replayed on restart).
 STOP_GRACE_SECONDS = 10.0
+#: Internal records stay well under Kafka's default 1 MB message limit.
+MAX_INTERNAL_RECORD_BYTES = 600_000
+
+
+def internal_partition(model: str, partitions: int) -> int:
+    """Which internal partition owns a model: stable across processes and versions."""
+    return zlib.crc32(model.encode()) % partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +61,7 @@ class OutRecord:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None
 
 
 class DeliveryStalled(Exception):
@@ -94,8 +119,9 @@ class Publisher:
 
         while True:
             try:
+                extra = {} if record.partition is None else {"partition": record.partition}
                 self.producer.produce(
-                    record.topic, value=record.value, key=record.key, headers=record.headers, on_delivery=on_delivery
+                    record.topic, value=record.value, key=record.key, headers=record.headers, on_delivery=on_delivery, **extra
                 )
                 return
             except BufferError:
@@ -118,12 +144,18 @@ class Worker:
         self._stop = threading.Event()
         self._broker_down = False
         self._stalled = False
-        self._assigned: set[tuple[str, int]] = set()
         self._processing = False
         self.metrics_server: MetricsServer | None = None
         self.batches = 0
-        #: Messages whose offsets this worker committed (valid or dead-lettered).
+        #: Input messages whose offsets this worker committed (valid or dead-lettered).
         self.committed_messages = 0
+        #: Internal partitions this worker evaluates: partition -> next offset to evaluate.
+        self.owned: dict[int, int] = {}
+        #: Models evaluated here, by internal partition.
+        self.models_of: dict[int, set[str]] = {}
+        self._last_checkpoint = time.monotonic()
+        self.changelog: Changelog | None = None
+        self._consumer: Consumer | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -153,23 +185,39 @@ class Worker:
             redact(s.kafka),
         )
         if s.create_topics:
-            ensure_topics(s.bootstrap_servers, {s.alerts_topic: 1, s.dead_letter_topic: 1}, config=s.kafka)
+            ensure_topics(
+                s.bootstrap_servers,
+                {
+                    s.alerts_topic: 1,
+                    s.dead_letter_topic: 1,
+                    s.internal_topic: s.internal_partitions,
+                    s.changelog_topic: s.internal_partitions,
+                },
+                config=s.kafka,
+                topic_configs={s.changelog_topic: {"cleanup.policy": "compact"}},
+            )
         self.metrics_server = MetricsServer(self.metrics, s.metrics_host, s.metrics_port, self.is_ready).start()
         log.info("metrics on http://%s:%d/metrics, health on /healthz", s.metrics_host, self.metrics_server.port)
         self._update_ready()
 
-        consumer = Consumer({**consumer_config(s), "error_cb": self._on_client_error})
         producer = Producer({**producer_config(s), "error_cb": self._on_client_error})
+        self.changelog = Changelog(s.changelog_topic, producer_config(s), consumer_config(s))
+        consumer = self._consumer = Consumer({**consumer_config(s), "error_cb": self._on_client_error})
         publisher = Publisher(producer, lambda: self.stopping, self._set_stalled)
         exit_code = 0
         try:
-            consumer.subscribe(list(s.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+            consumer.subscribe(
+                [*s.topics, s.internal_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
             while not self.stopping:
                 messages = consumer.consume(num_messages=s.batch_size, timeout=s.batch_timeout_seconds)
-                batch = self._raw_messages(messages)
-                if batch:
-                    self._process(batch, consumer, publisher)
+                inputs, internal = self._split(messages)
+                if inputs or internal:
+                    self._process(inputs, internal, consumer, publisher)
+                if time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_seconds:
+                    self._checkpoint(list(self.owned))
                 self._update_ready()
+            self._checkpoint(list(self.owned))
         except DeliveryStalled as exc:
             log.error("%s", exc)
             exit_code = 1
@@ -188,8 +236,10 @@ class Worker:
 
     # -- one batch --------------------------------------------------------------
 
-    def _raw_messages(self, messages: list[Message]) -> list[RawMessage]:
-        batch = []
+    def _split(self, messages: list[Message]) -> tuple[list[RawMessage], list[Message]]:
+        inputs: list[RawMessage] = []
+        internal: list[Message] = []
+        internal_topic = self.settings.internal_topic
         for message in messages:
             error = message.error()
             if error is not None:
@@ -202,8 +252,11 @@ class Worker:
                 if error.fatal():
                     raise KafkaException(error)
                 continue
+            if message.topic() == internal_topic:
+                internal.append(message)
+                continue
             ts_type, ts = message.timestamp()
-            batch.append(
+            inputs.append(
                 RawMessage(
                     value=message.value(),
                     topic=message.topic(),
@@ -213,24 +266,43 @@ class Worker:
                     key=message.key(),
                 )
             )
-        return batch
+        return inputs, internal
 
-    def _process(self, batch: list[RawMessage], consumer: Consumer, publisher: Publisher) -> None:
+    def _process(self, inputs: list[RawMessage], internal: list[Message], consumer: Consumer, publisher: Publisher) -> None:
         started = time.perf_counter()
-        result = self.engine.process(batch)
-        records = [OutRecord(self.settings.alerts_topic, a.key, a.to_json()) for a in result.alerts]
+        s = self.settings
+        records: list[OutRecord] = []
+        result = BatchResult()
+        if inputs:
+            ingested = ingest(inputs)
+            result.consumed_by_topic.update(ingested.consumed_by_topic)
+            for batch in ingested.batches:
+                partition = internal_partition(batch.model, s.internal_partitions)
+                for part in _split_batch(batch):
+                    records.append(OutRecord(s.internal_topic, batch.model.encode(), part.to_bytes(), partition=partition))
+            result.rejections.extend(ingested.rejections)
+        for message in internal:
+            partition = message.partition()
+            if partition not in self.owned:
+                continue  # revoked meanwhile; its new owner evaluates it
+            batch = ModelBatch.from_bytes(message.value())
+            self.models_of.setdefault(partition, set()).add(batch.model)
+            self.engine.evaluate(batch, into=result)
+            self.owned[partition] = message.offset() + 1
+        records += [OutRecord(s.alerts_topic, a.key, a.to_json()) for a in result.alerts]
         for rejection in result.rejections:
             letter = dead_letter(rejection)
-            records.append(OutRecord(self.settings.dead_letter_topic, letter.key, letter.value, letter.headers))
+            records.append(OutRecord(s.dead_letter_topic, letter.key, letter.value, letter.headers))
         publisher.publish(records)
-        self._commit(consumer, batch)
+        if inputs:
+            self._commit(consumer, inputs)
+            self.committed_messages += len(inputs)
         self.batches += 1
-        self.committed_messages += len(batch)
         self._processing = True
         self.metrics.record_batch(result)
         self.metrics.streams.set(self.engine.stream_count())
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self._report_lag(consumer, batch)
+        self._report_lag(consumer, inputs)
         for alert in result.alerts:
             segment = ",".join(f"{k}={v}" for k, v in alert.segment.items()) or "all"
             log.info(
@@ -263,7 +335,8 @@ class Worker:
                     break
                 time.sleep(0.5 * attempt)
         log.error(
-            "could not commit offsets %s; these events will be processed again after a restart or rebalance",
+            "could not commit offsets %s; these events will be ingested again after a restart or rebalance "
+            "(the evaluator drops the repeated rows)",
             [(tp.topic, tp.partition, tp.offset) for tp in offsets],
         )
 
@@ -280,6 +353,51 @@ class Worker:
             if high is not None and high >= 0:
                 lags.append((topic, partition, max(0, high - offset - 1)))
         self.metrics.set_lag(lags)
+
+    # -- state ------------------------------------------------------------------
+
+    def _checkpoint(self, partitions: list[int]) -> None:
+        """Write the state of these internal partitions with the offsets they reached."""
+        self._last_checkpoint = time.monotonic()
+        if self.changelog is None:
+            return
+        for partition in partitions:
+            if partition not in self.owned:
+                continue
+            models = {
+                name: encode_state(self.engine.models[name].to_state())
+                for name in sorted(self.models_of.get(partition, ()))
+                if name in self.engine.models
+            }
+            checkpoint_id = self.changelog.write(partition, models, self.owned[partition])
+            log.debug("checkpoint %d of internal partition %d at offset %d", checkpoint_id, partition, self.owned[partition])
+
+    def _restore(self, partition: int) -> int:
+        """Load the partition's latest checkpoint; returns the offset to resume from."""
+        assert self.changelog is not None
+        checkpoint = self.changelog.read(partition)
+        self.models_of[partition] = set()
+        if checkpoint is None:
+            log.info("internal partition %d: no checkpoint, evaluating from the beginning", partition)
+            return OFFSET_BEGINNING
+        for name, blob in checkpoint.models.items():
+            monitor = self.engine.new_monitor(name)
+            monitor.restore(decode_state(blob))
+            self.engine.models[name] = monitor
+            self.models_of[partition].add(name)
+        log.info(
+            "internal partition %d: restored checkpoint %d (%d models), resuming at offset %d",
+            partition,
+            checkpoint.checkpoint_id,
+            len(checkpoint.models),
+            checkpoint.next_offset,
+        )
+        return checkpoint.next_offset
+
+    def _release(self, partition: int) -> None:
+        for name in self.models_of.pop(partition, set()):
+            self.engine.models.pop(name, None)
+        self.owned.pop(partition, None)
 
     # -- callbacks --------------------------------------------------------------
 
@@ -298,21 +416,47 @@ class Worker:
             self._broker_down = False
         self._update_ready()
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._broker_down = False
-        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        assignment = []
+        for tp in partitions:
+            if tp.topic == self.settings.internal_topic:
+                offset = self._restore(tp.partition)
+                self.owned[tp.partition] = offset if offset >= 0 else 0
+                assignment.append(TopicPartition(tp.topic, tp.partition, offset))
+            else:
+                assignment.append(tp)
+        consumer.incremental_assign(assignment)
         self._processing = True
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in partitions))
         self._update_ready()
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        self._assigned -= revoked
-        self.metrics.forget_partitions(revoked)
-        log.info("revoked %s", sorted(revoked))
+        internal = [tp.partition for tp in partitions if tp.topic == self.settings.internal_topic]
+        if internal:
+            self._checkpoint(internal)
+        for partition in internal:
+            self._release(partition)
+        self.metrics.forget_partitions((tp.topic, tp.partition) for tp in partitions)
+        log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in partitions))
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        lost = {(tp.topic, tp.partition) for tp in partitions}
-        self._assigned -= lost
-        self.metrics.forget_partitions(lost)
-        log.warning("lost %s (session expired); their uncommitted events will be replayed by the new owner", sorted(lost))
+        for tp in partitions:
+            if tp.topic == self.settings.internal_topic:
+                self._release(tp.partition)
+        self.metrics.forget_partitions((tp.topic, tp.partition) for tp in partitions)
+        log.warning(
+            "lost %s (session expired): state dropped without a checkpoint; the new owner resumes from the last one",
+            sorted((tp.topic, tp.partition) for tp in partitions),
+        )
+
+
+def _split_batch(batch: ModelBatch) -> list[ModelBatch]:
+    """Cut a model batch into records that fit the broker's message size limit."""
+    n = len(batch)
+    row_bytes = 8 * batch.numeric.shape[1] + 4 * (batch.categorical.shape[1] + batch.segments.shape[1]) + 40
+    row_bytes += max(len(e) for e in batch.event_ids) if n else 0
+    rows_per_record = max(1, MAX_INTERNAL_RECORD_BYTES // row_bytes)
+    if n <= rows_per_record:
+        return [batch]
+    return [batch.take(np.arange(start, min(n, start + rows_per_record))) for start in range(0, n, rows_per_record)]

@@ -109,6 +109,22 @@ class WorkerProcess:
             time.sleep(0.3)
         raise AssertionError(f"{name}{labels} reached {value}, not {at_least}, in {timeout}s; log:\n{self.log_text()[-4000:]}")
 
+    def wait_for_verdicts(self, total: int, timeout: float = 120.0) -> None:
+        """Until every produced message is evaluated or dead-lettered.
+
+        Events pass ingest, then the internal topic, then evaluation, so
+        "consumed" alone does not mean "processed".
+        """
+        deadline = time.monotonic() + timeout
+        done = 0.0
+        while time.monotonic() < deadline:
+            self.assert_running()
+            done = self.total("stream_monitor_events_processed_total") + self.total("stream_monitor_invalid_events_total")
+            if done >= total:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"{done} of {total} messages reached a verdict in {timeout}s; log:\n{self.log_text()[-4000:]}")
+
     def assert_running(self) -> None:
         assert self.process is not None
         if self.process.poll() is not None:

@@ -82,7 +82,8 @@ def segment_key(alert):
 def test_stationary_stream_raises_no_alert_and_secrets_stay_out_of_logs(pipeline):
     produced = pipeline.produce(event_payloads(generate(credit_risk_profile(), N, seed=21)))
     worker = pipeline.start_worker(env={"STREAM_MONITOR_KAFKA__SASL_PASSWORD": SECRET, "STREAM_MONITOR_KAFKA__SASL_USERNAME": "alice"})
-    worker.wait_for("stream_monitor_events_consumed_total", produced, topic=pipeline.events)
+    worker.wait_for_verdicts(produced)
+    assert worker.total("stream_monitor_events_consumed_total", topic=pipeline.events) == N
     assert worker.total("stream_monitor_events_processed_total", model="credit-risk") == N
     assert worker.total("stream_monitor_alerts_total") == 0
     assert worker.healthz() == 200
@@ -100,7 +101,7 @@ def test_shift_in_one_segment_alerts_that_feature_and_malformed_input_is_dead_le
     produced = pipeline.produce(mix_in(events, bad))
     assert produced == N + 500
     worker = pipeline.start_worker()
-    worker.wait_for("stream_monitor_events_consumed_total", produced, topic=pipeline.events)
+    worker.wait_for_verdicts(produced)
 
     # metrics, scraped over HTTP, equal what was produced
     assert worker.total("stream_monitor_events_consumed_total", topic=pipeline.events) == N + 500
@@ -137,7 +138,7 @@ def test_categorical_proportion_shift_is_detected(pipeline):
     drift = Drift(feature="channel", start=N // 2, kind="category_shift", magnitude=0.2, target="branch")
     produced = pipeline.produce(event_payloads(generate(credit_risk_profile(), N, seed=23, drifts=[drift])))
     worker = pipeline.start_worker()
-    worker.wait_for("stream_monitor_events_consumed_total", produced, topic=pipeline.events)
+    worker.wait_for_verdicts(produced)
     alerts = pipeline.read_alerts(at_least=int(worker.total("stream_monitor_alerts_total")))
     channel = [a for a in alerts if a["feature"] == "channel" and a["segment"] == {}]
     assert channel, alerts
