@@ -39,6 +39,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--checkpoint-interval", type=float, dest="checkpoint_interval_seconds",
         help="seconds between state checkpoints [env STREAM_MONITOR_CHECKPOINT_INTERVAL_SECONDS]",
     )
+    p.add_argument(
+        "--reorder-idle-seconds", type=float,
+        help="a source partition silent this long stops holding back event-time ordering "
+        "[env STREAM_MONITOR_REORDER_IDLE_SECONDS]",
+    )
     p.add_argument("--kafka", action="append", metavar="KEY=VALUE", help="librdkafka setting, repeatable [env STREAM_MONITOR_KAFKA__KEY]")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING [env STREAM_MONITOR_LOG_LEVEL]")
 
@@ -110,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "internal_partitions": args.internal_partitions,
         "checkpoint_interval_seconds": args.checkpoint_interval_seconds,
+        "reorder_idle_seconds": args.reorder_idle_seconds,
         "kafka": _kafka_pairs(args.kafka),
         "log_level": args.log_level,
     }
@@ -125,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     try:
-        engine = MonitorEngine(spec)
+        engine = MonitorEngine(spec, reorder_idle_seconds=settings.reorder_idle_seconds)
         engine.preload_references()
     except (OSError, ValueError) as exc:
         return _fail(str(exc))

@@ -283,6 +283,9 @@ class Settings(BaseSettings):
     #: Seconds between checkpoints of the detector state to the changelog topic:
     #: the most a restarted worker re-evaluates.
     checkpoint_interval_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    #: A source partition silent for this many seconds stops holding back the
+    #: event-time resequencing of the others (see stream_monitor.core.resequencer).
+    reorder_idle_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     #: Create the alerts, dead-letter and internal topics at startup when missing.
     create_topics: bool = True
     #: Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.
@@ -448,6 +451,7 @@ _FLAGS = {
     "batch_size": "--batch-size",
     "internal_partitions": "--internal-partitions",
     "checkpoint_interval_seconds": "--checkpoint-interval",
+    "reorder_idle_seconds": "--reorder-idle-seconds",
     "kafka": "--kafka KEY=VALUE",
     "log_level": "--log-level",
 }

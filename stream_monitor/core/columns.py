@@ -80,6 +80,63 @@ class ModelBatch:
             progress=self.progress,
         )
 
+    @classmethod
+    def concat(cls, batches: Sequence["ModelBatch"]) -> "ModelBatch":
+        """One batch holding the rows of several of the same model, in the given order.
+
+        Column sets, string tables and topic lists may differ between the parts;
+        they are unified and the codes remapped.
+        """
+        if len(batches) == 1:
+            return batches[0]
+        strings, topics, versions = _Interner(), _Interner(), {}
+        numeric_signals = list(dict.fromkeys(s for b in batches for s in b.numeric_signals))
+        categorical_signals = list(dict.fromkeys(s for b in batches for s in b.categorical_signals))
+        segment_keys = list(dict.fromkeys(k for b in batches for k in b.segment_keys))
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in (
+            "topic_index", "partition", "offset", "timestamp", "version_code", "numeric", "categorical", "segments")}
+        event_ids: list[str] = []
+        for b in batches:
+            n = len(b)
+            string_map = np.array([strings(x) for x in b.strings] + [-1], dtype=np.int32)
+            topic_map = np.array([topics(t) for t in b.topics] + [-1], dtype=np.int16)
+            version_map = np.array([versions.setdefault(v, len(versions)) for v in b.versions] + [-1], dtype=np.int32)
+            parts["topic_index"].append(topic_map[b.topic_index])
+            parts["partition"].append(b.partition)
+            parts["offset"].append(b.offset)
+            parts["timestamp"].append(b.timestamp)
+            parts["version_code"].append(version_map[b.version_code])
+            parts["numeric"].append(_place(b.numeric, b.numeric_signals, numeric_signals, n, np.nan, np.float64))
+            categorical = _place(b.categorical, b.categorical_signals, categorical_signals, n, -1, np.int32)
+            parts["categorical"].append(np.where(categorical >= 0, string_map[categorical], -1))
+            segments = _place(b.segments, b.segment_keys, segment_keys, n, -1, np.int32)
+            parts["segments"].append(np.where(segments >= 0, string_map[segments], -1))
+            event_ids.extend(b.event_ids)
+        progress: dict[tuple[str, int], int] = {}
+        for b in batches:
+            for key, offset in b.progress.items():
+                progress[key] = max(progress.get(key, -1), offset)
+        joined = {name: np.concatenate(arrays) for name, arrays in parts.items()}
+        return cls(
+            model=batches[0].model,
+            topics=topics.values,
+            topic_index=joined["topic_index"],
+            partition=joined["partition"],
+            offset=joined["offset"],
+            timestamp=joined["timestamp"],
+            event_ids=event_ids,
+            versions=list(versions),
+            version_code=joined["version_code"],
+            numeric_signals=numeric_signals,
+            numeric=joined["numeric"],
+            categorical_signals=categorical_signals,
+            categorical=joined["categorical"],
+            strings=strings.values,
+            segment_keys=segment_keys,
+            segments=joined["segments"],
+            progress=progress,
+        )
+
     def row_json(self, row: int) -> bytes:
         """One row re-encoded as a v1 event, for the dead-letter topic."""
         features = {}
@@ -285,6 +342,15 @@ def _build(model: str, events: list[Event], progress: dict[tuple[str, int], int]
         segments=_matrix(segment_cols.values(), n, np.int32),
         progress=dict(progress),
     )
+
+
+def _place(values: np.ndarray, names: list, all_names: list, n: int, missing: float, dtype: type) -> np.ndarray:
+    """A part's columns placed at their positions among ``all_names`` (missing elsewhere)."""
+    out = np.full((n, len(all_names)), missing, dtype=dtype)
+    index = {name: j for j, name in enumerate(all_names)}
+    for j, name in enumerate(names):
+        out[:, index[name]] = values[:, j]
+    return out
 
 
 def _matrix(columns: Iterable[list], n: int, dtype: type) -> np.ndarray:

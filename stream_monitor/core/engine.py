@@ -55,6 +55,8 @@ class BatchResult:
 
     #: Rows dropped as replays of rows already applied (after an ingest crash).
     replayed: int = 0
+    #: model -> events applied to its state, ever (for every model evaluated in the batch).
+    model_events: dict[str, int] = field(default_factory=dict)
 
     @property
     def invalid_by_reason(self) -> Counter:
@@ -96,8 +98,10 @@ class MonitorEngine:
         clock: Callable[[], float] = time.time,
         max_models: int = MAX_MODELS,
         reference_loader: Callable[[Path], list[RawMessage]] | None = None,
+        reorder_idle_seconds: float = 10.0,
     ) -> None:
         self.spec = spec
+        self.reorder_idle_seconds = reorder_idle_seconds
         self.clock = clock
         self.max_models = max_models
         self.models: dict[str, ModelMonitor] = {}
@@ -129,6 +133,7 @@ class MonitorEngine:
             model_spec.detection,
             feature_types=dict(model_spec.feature_types),
             segment_keys=model_spec.segment_keys,
+            reorder_idle_seconds=self.reorder_idle_seconds,
         )
         if model_spec.reference_file is not None:
             self._load_reference(monitor, model_spec.reference_file)
@@ -153,6 +158,16 @@ class MonitorEngine:
         result = BatchResult(rejections=list(ingested.rejections), consumed_by_topic=ingested.consumed_by_topic)
         for batch in ingested.batches:
             self.evaluate(batch, into=result)
+        self.flush(into=result, force=True)
+        return result
+
+    def flush(self, into: BatchResult | None = None, force: bool = False) -> BatchResult:
+        """Evaluate rows the resequencers release by now (every buffered row with ``force``)."""
+        result = into if into is not None else BatchResult()
+        wall_time = self.clock()
+        for name, monitor in self.models.items():
+            if len(monitor.resequencer):
+                self._record(name, monitor, monitor.flush(wall_time, force=force), result)
         return result
 
     def evaluate(self, batch: ModelBatch, into: BatchResult | None = None) -> BatchResult:
@@ -167,7 +182,10 @@ class MonitorEngine:
             for row in range(len(batch)):
                 result.rejections.append(Rejection(row_message(batch, row), Reason.TOO_MANY_MODELS, detail))
             return result
-        outcome = monitor.observe(batch, self.clock())
+        self._record(name, monitor, monitor.receive(batch, self.clock()), result)
+        return result
+
+    def _record(self, name: str, monitor: ModelMonitor, outcome: Any, result: BatchResult) -> None:
         result.alerts.extend(outcome.alerts)
         result.rejections.extend(outcome.rejections)
         result.replayed += outcome.replayed
@@ -178,12 +196,16 @@ class MonitorEngine:
         for (feature, statistic), value in outcome.scores.items():
             result.drift_scores[(name, feature, statistic)] = value
         result.drifting_streams[name] = monitor.drifting_counts()
+        result.model_events[name] = monitor.events
         if outcome.last_event_time is not None:
             result.last_event_time[name] = max(outcome.last_event_time, result.last_event_time.get(name, -np.inf))
         if outcome.latencies is not None and len(outcome.latencies):
             previous = result.latencies.get(name)
             result.latencies[name] = outcome.latencies if previous is None else np.concatenate([previous, outcome.latencies])
-        return result
+
+    def buffered_rows(self) -> int:
+        """Rows waiting in the resequencers for their turn."""
+        return sum(len(m.resequencer) for m in self.models.values())
 
     def stream_count(self) -> int:
         return sum(len(m.streams) for m in self.models.values())

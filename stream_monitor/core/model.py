@@ -22,6 +22,7 @@ import numpy as np
 from stream_monitor.core.alerts import Alert, alert_id, iso_time
 from stream_monitor.core.columns import ModelBatch
 from stream_monitor.core.events import RawMessage, Reason, Rejection
+from stream_monitor.core.resequencer import Resequencer
 from stream_monitor.core.segments import SegmentSlots
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.core.streams import CategoricalStream, CategoryCodebook, Detection, NumericStream
@@ -67,8 +68,11 @@ class ModelMonitor:
         detection: DetectionSettings,
         feature_types: dict[str, ValueType] | None = None,
         segment_keys: Iterable[str] = (),
+        reorder_idle_seconds: float = 10.0,
     ) -> None:
         self.name = name
+        #: Puts rows from differently paced source partitions back in event-time order.
+        self.resequencer = Resequencer(reorder_idle_seconds)
         self.detection = detection
         self.declared_types: dict[str, ValueType] = dict(feature_types or {})
         self.feature_segment_keys = tuple(segment_keys)
@@ -82,6 +86,8 @@ class ModelMonitor:
         self.alert_counts: dict[StreamKey, dict[str, int]] = {}
         #: Highest source offset applied per (topic, partition): replayed rows are dropped.
         self.applied: dict[tuple[str, int], int] = {}
+        #: Events applied to this state, ever (restored with it, so it survives restarts).
+        self.events = 0
 
     # -- typing -----------------------------------------------------------------
 
@@ -121,10 +127,24 @@ class ModelMonitor:
 
     # -- batch processing -------------------------------------------------------
 
+    def receive(self, batch: ModelBatch, wall_time: float) -> ModelOutcome:
+        """A batch from ingest: drop replayed rows, resequence, evaluate what is ready."""
+        dropped = ModelOutcome()
+        batch = self._drop_replayed(batch, dropped)
+        outcome = self._evaluate(self.resequencer.add(batch, wall_time), wall_time)
+        outcome.replayed = dropped.replayed
+        return outcome
+
+    def flush(self, wall_time: float, force: bool = False) -> ModelOutcome:
+        """Evaluate the rows the resequencer releases now (every buffered row with ``force``)."""
+        return self._evaluate(self.resequencer.release(wall_time, force=force), wall_time)
+
+    def _evaluate(self, ready: ModelBatch | None, wall_time: float) -> ModelOutcome:
+        return ModelOutcome() if ready is None else self.observe(ready, wall_time)
+
     def observe(self, batch: ModelBatch, now: float, reference_only: bool = False) -> ModelOutcome:
+        """Evaluate rows in the order given (``receive`` is the entry point for live traffic)."""
         outcome = ModelOutcome()
-        if not reference_only:
-            batch = self._drop_replayed(batch, outcome)
         if not len(batch):
             return outcome
         self._type_signals(batch, outcome)
@@ -137,6 +157,8 @@ class ModelMonitor:
             if not len(batch):
                 return outcome
         outcome.processed = len(batch)
+        if not reference_only:
+            self.events += len(batch)
         self._record_times(batch, outcome)
         groups = self._segment_groups(batch, outcome)
         for signal, values, present in self._columns(batch):
@@ -270,6 +292,8 @@ class ModelMonitor:
             if signal is None:
                 continue
             if signal.value_type == "numeric":
+                if name not in numeric_index:
+                    continue  # only strings in this batch: those rows were rejected as mismatches
                 values = batch.numeric[:, numeric_index[name]]
                 yield signal, values, ~np.isnan(values)
                 continue
@@ -340,10 +364,13 @@ class ModelMonitor:
             "drifting": [[list(key), severity] for key, severity in self.drifting.items()],
             "alert_counts": [[list(key), counts] for key, counts in self.alert_counts.items()],
             "applied": [[topic, partition, offset] for (topic, partition), offset in self.applied.items()],
+            "events": self.events,
+            "resequencer": self.resequencer.to_state(),
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any], wall_time: float = 0.0) -> None:
         """Load a checkpoint into a monitor built with the same settings."""
+        self.resequencer.restore(state["resequencer"], wall_time)
         self.signals = {name: Signal(name, kind, value_type) for name, kind, value_type in state["signals"]}
         self.slots = {key: SegmentSlots.from_state(s) for key, s in state["slots"].items()}
         self.codebooks = {name: CategoryCodebook.from_state(s) for name, s in state["codebooks"].items()}
@@ -358,6 +385,7 @@ class ModelMonitor:
         self.drifting = {tuple(key): severity for key, severity in state["drifting"]}
         self.alert_counts = {tuple(key): counts for key, counts in state["alert_counts"]}
         self.applied = {(topic, partition): offset for topic, partition, offset in state["applied"]}
+        self.events = state["events"]
 
 
 def _first_rows(present: np.ndarray) -> list[int]:

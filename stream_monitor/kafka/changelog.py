@@ -49,8 +49,16 @@ class Checkpoint:
 
 
 class Changelog:
-    def __init__(self, topic: str, producer_config: Mapping[str, Any], consumer_config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        topic: str,
+        producer_config: Mapping[str, Any],
+        consumer_config: Mapping[str, Any],
+        on_wait: Any = None,
+    ) -> None:
         self.topic = topic
+        #: Called with True while a checkpoint waits for the broker, False once acknowledged.
+        self._on_wait = on_wait or (lambda waiting: None)
         self._producer = Producer(
             {**producer_config, "linger.ms": 0, "batch.num.messages": 1, "compression.type": "none"}
         )
@@ -91,8 +99,14 @@ class Changelog:
                 self._producer.poll(0.1)
 
     def _flush(self, errors: list[str], partition: int) -> None:
+        waited = False
         while self._producer.flush(1.0) > 0:
-            log.warning("changelog %s[%d]: waiting for the broker to acknowledge a checkpoint", self.topic, partition)
+            if not waited:
+                log.warning("changelog %s[%d]: waiting for the broker to acknowledge a checkpoint", self.topic, partition)
+            waited = True
+            self._on_wait(True)
+        if waited:
+            self._on_wait(False)
         if errors:
             raise CheckpointError(
                 f"checkpoint of {self.topic}[{partition}] failed: {errors[0]}; the previous checkpoint stays valid. "

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -46,6 +47,13 @@ log = logging.getLogger("stream_monitor.worker")
 #: How long a stopping worker keeps trying to deliver a batch's records before
 #: it gives up and exits without committing (the batch is replayed on restart).
 STOP_GRACE_SECONDS = 10.0
+#: How often the worker checks that the cluster answers, and how long it waits.
+PROBE_SECONDS = 2.0
+PROBE_TIMEOUT_SECONDS = 2.0
+#: Internal records evaluated per turn of the loop, and the backlog at which
+#: fetching them pauses (see Worker._due_for_evaluation).
+RECORDS_PER_TURN = 2
+MAX_PENDING_RECORDS = 64
 #: Internal records stay well under Kafka's default 1 MB message limit.
 MAX_INTERNAL_RECORD_BYTES = 600_000
 
@@ -154,6 +162,10 @@ class Worker:
         #: Models evaluated here, by internal partition.
         self.models_of: dict[int, set[str]] = {}
         self._last_checkpoint = time.monotonic()
+        self._last_probe = 0.0
+        #: Internal records consumed but not yet evaluated, in arrival order.
+        self._pending: deque[Message] = deque()
+        self._paused = False
         self.changelog: Changelog | None = None
         self._consumer: Consumer | None = None
 
@@ -201,7 +213,7 @@ class Worker:
         self._update_ready()
 
         producer = Producer({**producer_config(s), "error_cb": self._on_client_error})
-        self.changelog = Changelog(s.changelog_topic, producer_config(s), consumer_config(s))
+        self.changelog = Changelog(s.changelog_topic, producer_config(s), consumer_config(s), on_wait=self._set_stalled)
         consumer = self._consumer = Consumer({**consumer_config(s), "error_cb": self._on_client_error})
         publisher = Publisher(producer, lambda: self.stopping, self._set_stalled)
         exit_code = 0
@@ -210,12 +222,16 @@ class Worker:
                 [*s.topics, s.internal_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             while not self.stopping:
-                messages = consumer.consume(num_messages=s.batch_size, timeout=s.batch_timeout_seconds)
+                wait = 0.0 if self._pending else s.batch_timeout_seconds
+                messages = consumer.consume(num_messages=s.batch_size, timeout=wait)
                 inputs, internal = self._split(messages)
-                if inputs or internal:
-                    self._process(inputs, internal, consumer, publisher)
+                self._pending.extend(internal)
+                due = self._due_for_evaluation(consumer)
+                if inputs or due or self.engine.buffered_rows():
+                    self._process(inputs, due, consumer, publisher)
                 if time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_seconds:
                     self._checkpoint(list(self.owned))
+                self._probe_broker(consumer)
                 self._update_ready()
             self._checkpoint(list(self.owned))
         except DeliveryStalled as exc:
@@ -268,6 +284,25 @@ class Worker:
             )
         return inputs, internal
 
+    def _due_for_evaluation(self, consumer: Consumer) -> list[Message]:
+        """Internal records to evaluate on this turn of the loop.
+
+        One poll can return thousands of internal records (each up to a few
+        thousand events); evaluating them all before polling again keeps the
+        worker away from the group long enough to upset rebalances (the
+        embedded broker loses partitions then). So a few records per turn, the
+        rest queued, and fetching from the internal topic paused while the
+        queue is deep, so it cannot grow without bound.
+        """
+        internal = [TopicPartition(self.settings.internal_topic, q) for q in self.owned]
+        if len(self._pending) >= MAX_PENDING_RECORDS and not self._paused:
+            consumer.pause(internal)
+            self._paused = True
+        elif len(self._pending) <= MAX_PENDING_RECORDS // 4 and self._paused:
+            consumer.resume(internal)
+            self._paused = False
+        return [self._pending.popleft() for _ in range(min(RECORDS_PER_TURN, len(self._pending)))]
+
     def _process(self, inputs: list[RawMessage], internal: list[Message], consumer: Consumer, publisher: Publisher) -> None:
         started = time.perf_counter()
         s = self.settings
@@ -289,6 +324,8 @@ class Worker:
             self.models_of.setdefault(partition, set()).add(batch.model)
             self.engine.evaluate(batch, into=result)
             self.owned[partition] = message.offset() + 1
+        self.engine.flush(into=result)  # rows whose turn came with the passing of time
+        alerted = {internal_partition(a.model, s.internal_partitions) for a in result.alerts}
         records += [OutRecord(s.alerts_topic, a.key, a.to_json()) for a in result.alerts]
         for rejection in result.rejections:
             letter = dead_letter(rejection)
@@ -297,6 +334,10 @@ class Worker:
         if inputs:
             self._commit(consumer, inputs)
             self.committed_messages += len(inputs)
+        if alerted:
+            # Alerts are rare; checkpointing right after publishing them means a
+            # restart does not re-evaluate into the same alerts and publish them twice.
+            self._checkpoint(sorted(alerted), reset_timer=False)
         self.batches += 1
         self._processing = True
         self.metrics.record_batch(result)
@@ -354,11 +395,34 @@ class Worker:
                 lags.append((topic, partition, max(0, high - offset - 1)))
         self.metrics.set_lag(lags)
 
+    def _probe_broker(self, consumer: Consumer) -> None:
+        """Ask the cluster for metadata now and then: readiness must fall during an outage.
+
+        A broker that hangs (rather than closes connections) leaves librdkafka
+        silent until its socket timeout, a minute by default, so the worker
+        asks itself, every PROBE_SECONDS, with a short timeout.
+        """
+        now = time.monotonic()
+        if now - self._last_probe < PROBE_SECONDS:
+            return
+        self._last_probe = now
+        try:
+            consumer.list_topics(self.settings.internal_topic, timeout=PROBE_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            if not self._broker_down:
+                log.warning("the Kafka cluster does not answer (%s); not ready until it does", exc)
+            self._broker_down = True
+        else:
+            if self._broker_down:
+                log.info("the Kafka cluster answers again")
+            self._broker_down = False
+
     # -- state ------------------------------------------------------------------
 
-    def _checkpoint(self, partitions: list[int]) -> None:
+    def _checkpoint(self, partitions: list[int], reset_timer: bool = True) -> None:
         """Write the state of these internal partitions with the offsets they reached."""
-        self._last_checkpoint = time.monotonic()
+        if reset_timer:
+            self._last_checkpoint = time.monotonic()
         if self.changelog is None:
             return
         for partition in partitions:
@@ -382,9 +446,10 @@ class Worker:
             return OFFSET_BEGINNING
         for name, blob in checkpoint.models.items():
             monitor = self.engine.new_monitor(name)
-            monitor.restore(decode_state(blob))
+            monitor.restore(decode_state(blob), wall_time=time.time())
             self.engine.models[name] = monitor
             self.models_of[partition].add(name)
+            self.metrics.model_events.labels(name).set(monitor.events)
         log.info(
             "internal partition %d: restored checkpoint %d (%d models), resuming at offset %d",
             partition,
@@ -395,8 +460,10 @@ class Worker:
         return checkpoint.next_offset
 
     def _release(self, partition: int) -> None:
+        self._pending = deque(m for m in self._pending if m.partition() != partition)
         for name in self.models_of.pop(partition, set()):
             self.engine.models.pop(name, None)
+            self.metrics.forget_model(name)
         self.owned.pop(partition, None)
 
     # -- callbacks --------------------------------------------------------------

@@ -88,6 +88,12 @@ class Metrics:
         self.ready = Gauge(
             "stream_monitor_ready", "1 while connected to Kafka and processing, 0 otherwise.", registry=r
         )
+        self.model_events = Gauge(
+            "stream_monitor_model_events",
+            "Events applied to a model's detector state since it began (restored with the state).",
+            ["model"],
+            registry=r,
+        )
         self.streams = Gauge("stream_monitor_streams", "Streams (model x feature x segment) held in memory.", registry=r)
 
     def record_batch(self, result: BatchResult) -> None:
@@ -106,6 +112,8 @@ class Metrics:
         for model, counts in result.drifting_streams.items():
             for severity in (Severity.WARNING, Severity.CRITICAL):
                 self.drifting_streams.labels(model, severity).set(counts.get(severity, 0))
+        for model, count in result.model_events.items():
+            self.model_events.labels(model).set(count)
         for model, seconds in result.last_event_time.items():
             self.last_event_timestamp.labels(model).set(seconds)
         for model, latencies in result.latencies.items():
@@ -116,6 +124,14 @@ class Metrics:
     def set_lag(self, lags: Iterable[tuple[str, int, int]]) -> None:
         for topic, partition, lag in lags:
             self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def forget_model(self, model: str) -> None:
+        """Drop the state gauges of a model another worker now owns (it reports them)."""
+        for gauge in (self.model_events,):
+            try:
+                gauge.remove(model)
+            except KeyError:
+                pass
 
     def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Drop lag series of partitions this worker no longer owns (someone else reports them)."""

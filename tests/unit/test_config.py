@@ -486,6 +486,7 @@ def test_consumer_config_defaults() -> None:
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": False,
+        "log.connection.close": False,
     }
 
 
@@ -502,6 +503,7 @@ def test_producer_config_defaults() -> None:
         "acks": "all",
         "linger.ms": 10,
         "compression.type": "lz4",
+        "log.connection.close": False,
     }
 
 
