@@ -10,6 +10,7 @@ other model.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
@@ -23,9 +24,27 @@ SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 1_048_576
 MAX_ID_CHARS = 256
 MAX_STRING_VALUE_CHARS = 1024
+#: Longest feature name, class name (``scores``) or segment key: names become
+#: signal names, metric labels and alert fields, so they stay short.
+MAX_NAME_CHARS = MAX_ID_CHARS
 MAX_FEATURES = 1000
+#: Entries of ``scores`` and of ``segment`` (the monitor watches at most 32
+#: classes and 8 segment keys per model; far more is a producer bug).
+MAX_SCORES = MAX_FEATURES
+MAX_SEGMENT_ENTRIES = 100
 #: Epoch seconds beyond this are almost surely milliseconds sent by mistake.
 MAX_EPOCH_SECONDS = 1e11
+#: RFC 3339 date-times (``T``, ``t`` or a space between date and time; ``Z`` or
+#: an offset, or no zone for UTC) and plain dates; ASCII digits only. Checked
+#: before ``datetime.fromisoformat``, which in Python 3.11 takes any character
+#: as a separator ("2026-01-31T12:00:00\x00Z" parses).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})?)?"
+)
+#: Longest field name or value quoted in a rejection's detail: details travel
+#: as dead-letter headers and log lines, so hostile input must not inflate them.
+MAX_QUOTED_CHARS = 60
 
 
 class Reason:
@@ -128,6 +147,12 @@ def decode_batch(messages: Sequence[RawMessage], max_event_bytes: int = MAX_EVEN
 
 
 def decode_event(message: RawMessage, max_event_bytes: int = MAX_EVENT_BYTES) -> Event:
+    """One message to an :class:`Event`; raises ``_Invalid`` (reason + detail) for anything else.
+
+    Only ``_Invalid`` escapes, whatever the bytes: every limit is checked
+    before the value it bounds is used, and details quote input only in
+    bounded, escaped form (see :func:`_quote`).
+    """
     raw = message.value
     if not raw:
         raise _Invalid(Reason.EMPTY, "message has no value; producers must send one JSON event per message")
@@ -140,16 +165,11 @@ def decode_event(message: RawMessage, max_event_bytes: int = MAX_EVENT_BYTES) ->
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        text = str(exc)
-        if "infinity" in text.lower():
-            raise _Invalid(Reason.NON_FINITE_NUMBER, f"a number is out of the float64 range ({text}); send finite numbers") from None
-        if b"NaN" in raw or b"Infinity" in raw:
-            raise _Invalid(
-                Reason.NON_FINITE_NUMBER, f"NaN and Infinity are not valid JSON ({text}); send null for a missing value"
-            ) from None
-        raise _Invalid(Reason.NOT_JSON, f"not valid JSON ({text}); NaN and Infinity are not JSON, send null instead") from None
-    if not isinstance(doc, dict):
-        raise _Invalid(Reason.NOT_AN_OBJECT, f"top-level JSON is a {type(doc).__name__}; each message must be one JSON object")
+        raise _not_json(exc) from None
+    if type(doc) is not dict:
+        raise _Invalid(
+            Reason.NOT_AN_OBJECT, f"top-level JSON is a {_json_type(doc)}; each message must be one JSON object (an event)"
+        )
 
     event_id = _required_id(doc, "event_id")
     model = _required_id(doc, "model")
@@ -157,34 +177,75 @@ def decode_event(message: RawMessage, max_event_bytes: int = MAX_EVENT_BYTES) ->
 
     features = doc.get("features")
     if features is None:
-        raise _Invalid(Reason.MISSING_FIELD, "field 'features' is required (an object of name -> number | string | bool | null)")
-    if not isinstance(features, dict):
-        raise _Invalid(Reason.WRONG_TYPE, f"'features' must be an object, got {type(features).__name__}")
+        raise _Invalid(
+            Reason.MISSING_FIELD,
+            "field 'features' is missing or null; every event must have it (an object of name -> number | string | bool | null)",
+        )
+    if type(features) is not dict:
+        raise _Invalid(Reason.WRONG_TYPE, f"'features' must be an object of name -> value, got {_describe(features)}")
     if len(features) > MAX_FEATURES:
-        raise _Invalid(Reason.WRONG_TYPE, f"'features' has {len(features)} entries, over the limit of {MAX_FEATURES}")
-    clean_features = {name: _feature_value(f"features.{name}", value) for name, value in features.items()}
+        raise _Invalid(
+            Reason.WRONG_TYPE,
+            f"'features' has {len(features)} entries, over the limit of {MAX_FEATURES}; send only the model's inputs",
+        )
+    # The hot loop of the service: one iteration per feature of every event,
+    # so the common cases (float, int, str, None) are dispatched inline.
+    clean_features: dict[str, FeatureValue] = {}
+    for name, value in features.items():
+        if len(name) > MAX_NAME_CHARS:
+            raise _long_name("features", name)
+        kind = type(value)
+        if kind is float:
+            if value - value != 0.0:  # NaN or +-Infinity (orjson never makes them; other callers might)
+                raise _Invalid(Reason.NON_FINITE_NUMBER, f"{_field('features', name)} is not finite; send null for a missing value")
+        elif kind is str:
+            if len(value) > MAX_STRING_VALUE_CHARS:
+                raise _long_string(_field("features", name), value)
+        elif kind is int:
+            value = float(value)  # orjson ints fit in 64 bits, so always in float range
+        elif value is not None:
+            value = _feature_value(_field("features", name), value)
+        clean_features[name] = value
 
-    prediction = _feature_value("prediction", doc.get("prediction"))
+    prediction = _feature_value("'prediction'", doc.get("prediction"))
 
     scores = doc.get("scores")
     if scores is not None:
-        if not isinstance(scores, dict):
-            raise _Invalid(Reason.WRONG_TYPE, f"'scores' must be an object of class -> probability, got {type(scores).__name__}")
-        scores = {str(cls): _number(f"scores.{cls}", value) for cls, value in scores.items()}
+        if type(scores) is not dict:
+            raise _Invalid(Reason.WRONG_TYPE, f"'scores' must be an object of class -> probability, got {_describe(scores)}")
+        if len(scores) > MAX_SCORES:
+            raise _Invalid(
+                Reason.WRONG_TYPE,
+                f"'scores' has {len(scores)} classes, over the limit of {MAX_SCORES}; send the scores of the top classes only",
+            )
+        clean_scores: dict[str, float] = {}
+        for cls, value in scores.items():
+            if len(cls) > MAX_NAME_CHARS:
+                raise _long_name("scores", cls)
+            clean_scores[cls] = _number(_field("scores", cls), value)
+        scores = clean_scores
 
     latency = doc.get("latency_ms")
     if latency is not None:
-        latency = _number("latency_ms", latency)
+        latency = _number("'latency_ms'", latency)
         if latency < 0:
-            raise _Invalid(Reason.WRONG_TYPE, f"'latency_ms' must be >= 0, got {latency}")
+            raise _Invalid(Reason.WRONG_TYPE, f"'latency_ms' must be >= 0, got {latency!r}; send the prediction's duration in milliseconds")
 
     segment = doc.get("segment")
     clean_segment: dict[str, str] = {}
     if segment is not None:
-        if not isinstance(segment, dict):
-            raise _Invalid(Reason.WRONG_TYPE, f"'segment' must be an object of key -> string, got {type(segment).__name__}")
+        if type(segment) is not dict:
+            raise _Invalid(Reason.WRONG_TYPE, f"'segment' must be an object of key -> string, got {_describe(segment)}")
+        if len(segment) > MAX_SEGMENT_ENTRIES:
+            raise _Invalid(
+                Reason.WRONG_TYPE,
+                f"'segment' has {len(segment)} keys, over the limit of {MAX_SEGMENT_ENTRIES}; "
+                "send only the keys of the populations to watch",
+            )
         for key, value in segment.items():
-            clean_segment[key] = _segment_value(f"segment.{key}", value)
+            if len(key) > MAX_NAME_CHARS:
+                raise _long_name("segment", key)
+            clean_segment[key] = _segment_value(_field("segment", key), value)
 
     return Event(
         event_id=event_id,
@@ -194,21 +255,53 @@ def decode_event(message: RawMessage, max_event_bytes: int = MAX_EVENT_BYTES) ->
         features=clean_features,
         prediction=prediction,
         scores=scores,
-        label=_feature_value("label", doc.get("label")),
+        label=_feature_value("'label'", doc.get("label")),
         latency_ms=latency,
         segment=clean_segment,
         message=message,
     )
 
 
+#: Literals some JSON writers emit for non-finite floats (Python's json, Jackson, ...).
+_NON_FINITE_LITERALS = ("NaN", "Infinity", "-Infinity", "+Infinity")
+
+
+def _not_json(exc: orjson.JSONDecodeError) -> _Invalid:
+    """The rejection for a parse error, with a hint that fits the error."""
+    text = _quote(str(exc), 200)
+    if "infinity" in text.lower():  # orjson: "number is infinity when parsed as double"
+        return _Invalid(Reason.NON_FINITE_NUMBER, f"a number is out of the float64 range ({text}); send finite numbers")
+    doc, pos = getattr(exc, "doc", None), getattr(exc, "pos", None)
+    if isinstance(doc, str) and isinstance(pos, int) and 0 <= pos < len(doc):
+        # The error points at the token; '-Infinity' fails one character in.
+        at = doc[max(0, pos - 1) : pos + 9]
+        if any(literal in at for literal in _NON_FINITE_LITERALS):
+            return _Invalid(
+                Reason.NON_FINITE_NUMBER,
+                f"NaN and Infinity are not valid JSON ({text}); send null for a missing value",
+            )
+    if "UTF-8" in text or "surrogate" in text:
+        hint = "encode the message as UTF-8; lone surrogates (\\ud800-\\udfff) are not valid text"
+    elif "depth" in text:
+        hint = "an event is a flat object; nest no deeper than its features/scores/segment objects"
+    elif "BOM" in text:
+        hint = "send UTF-8 without a byte order mark"
+    else:
+        hint = "each message must be one complete UTF-8 JSON object; NaN and Infinity are not JSON, send null instead"
+    return _Invalid(Reason.NOT_JSON, f"not valid JSON ({text}); {hint}")
+
+
 def _required_id(doc: dict, name: str) -> str:
     value = doc.get(name)
     if value is None:
-        raise _Invalid(Reason.MISSING_FIELD, f"field '{name}' is required (a non-empty string)")
-    if not isinstance(value, str) or not value:
+        raise _Invalid(Reason.MISSING_FIELD, f"field '{name}' is missing or null; every event must have it (a non-empty string)")
+    if type(value) is not str or not value:
         raise _Invalid(Reason.WRONG_TYPE, f"'{name}' must be a non-empty string, got {_describe(value)}")
     if len(value) > MAX_ID_CHARS:
-        raise _Invalid(Reason.WRONG_TYPE, f"'{name}' is {len(value)} characters, over the limit of {MAX_ID_CHARS}")
+        raise _Invalid(
+            Reason.WRONG_TYPE,
+            f"'{name}' is {len(value)} characters, over the limit of {MAX_ID_CHARS}; send a shorter {name}",
+        )
     return value
 
 
@@ -216,79 +309,177 @@ def _optional_id(doc: dict, name: str) -> str | None:
     value = doc.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise _Invalid(Reason.WRONG_TYPE, f"'{name}' must be a string, got {_describe(value)}")
-    value = str(value)
+    kind = type(value)
+    if kind is not str:
+        if kind is not int and kind is not float:
+            raise _Invalid(Reason.WRONG_TYPE, f"'{name}' must be a string, got {_describe(value)}")
+        value = str(value)  # orjson ints have at most 20 digits
     if len(value) > MAX_ID_CHARS:
-        raise _Invalid(Reason.WRONG_TYPE, f"'{name}' is {len(value)} characters, over the limit of {MAX_ID_CHARS}")
+        raise _Invalid(
+            Reason.WRONG_TYPE,
+            f"'{name}' is {len(value)} characters, over the limit of {MAX_ID_CHARS}; send a shorter {name}",
+        )
     return value
 
 
-def _feature_value(name: str, value: object) -> FeatureValue:
+def _feature_value(field: str, value: object) -> FeatureValue:
+    """A feature, the prediction or the label; ``field`` is already quoted for details."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return _number(name, value)
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is float or kind is int:
+        return _number(field, value)
+    if kind is str:
         if len(value) > MAX_STRING_VALUE_CHARS:
-            raise _Invalid(Reason.WRONG_TYPE, f"'{name}' is a {len(value)}-character string, over the limit of {MAX_STRING_VALUE_CHARS}")
+            raise _long_string(field, value)
         return value
-    raise _Invalid(Reason.WRONG_TYPE, f"'{name}' must be a number, string, bool or null, got {_describe(value)}")
+    if kind is bool:
+        return "true" if value else "false"
+    raise _Invalid(Reason.WRONG_TYPE, f"{field} must be a number, string, bool or null, got {_describe(value)}")
 
 
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(Reason.WRONG_TYPE, f"'{name}' must be a number, got {_describe(value)}")
+def _number(field: str, value: object) -> float:
+    kind = type(value)
+    if kind is not float and kind is not int:
+        raise _Invalid(Reason.WRONG_TYPE, f"{field} must be a number, got {_describe(value)}")
     try:
         number = float(value)
     except OverflowError:
-        raise _Invalid(Reason.NON_FINITE_NUMBER, f"'{name}' is too large for a float64") from None
+        raise _Invalid(Reason.NON_FINITE_NUMBER, f"{field} is too large for a float64; send finite numbers") from None
     if not math.isfinite(number):
-        raise _Invalid(Reason.NON_FINITE_NUMBER, f"'{name}' is not finite; send null for a missing value")
+        raise _Invalid(Reason.NON_FINITE_NUMBER, f"{field} is not finite; send null for a missing value")
     return number
 
 
-def _segment_value(name: str, value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
+def _segment_value(field: str, value: object) -> str:
+    kind = type(value)
+    if kind is str:
         if len(value) > MAX_ID_CHARS:
-            raise _Invalid(Reason.WRONG_TYPE, f"'{name}' is {len(value)} characters, over the limit of {MAX_ID_CHARS}")
+            raise _Invalid(
+                Reason.WRONG_TYPE,
+                f"{field} is {len(value)} characters, over the limit of {MAX_ID_CHARS}; "
+                "send a short population name",
+            )
         return value
-    if isinstance(value, int):
-        return str(value)
-    raise _Invalid(Reason.WRONG_TYPE, f"'{name}' must be a string, got {_describe(value)}")
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)  # orjson ints have at most 20 digits
+    raise _Invalid(Reason.WRONG_TYPE, f"{field} must be a string, got {_describe(value)}")
 
 
 def _timestamp(value: object, kafka_timestamp_ms: int | None) -> float:
-    """Event time in epoch seconds: the event's own, else the Kafka record's, else NaN."""
+    """Event time in epoch seconds: the event's own, else the Kafka record's, else NaN.
+
+    Both must be plausible epoch seconds (0 to :data:`MAX_EPOCH_SECONDS`):
+    alerts render event times as dates, and a year-0 or year-10000 time does
+    not have one. A bad event timestamp rejects the event; a bad record
+    timestamp (set by the producer, so just as untrusted) only makes the
+    event time unknown.
+    """
     if value is None:
-        if kafka_timestamp_ms is not None and kafka_timestamp_ms > 0:
+        if kafka_timestamp_ms is not None and 0 < kafka_timestamp_ms < MAX_EPOCH_SECONDS * 1000.0:
             return kafka_timestamp_ms / 1000.0
         return math.nan
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise _Invalid(Reason.INVALID_TIMESTAMP, f"'timestamp' {value[:64]!r} is not RFC 3339 (e.g. 2026-01-31T12:00:00Z)") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Invalid(Reason.INVALID_TIMESTAMP, f"'timestamp' must be an RFC 3339 string or epoch seconds, got {_describe(value)}")
-    seconds = float(value)
+            if _RFC3339.fullmatch(value) is None:
+                raise ValueError(value)
+            parsed = datetime.fromisoformat(value.upper())
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            seconds = parsed.timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise _Invalid(
+                Reason.INVALID_TIMESTAMP,
+                f"'timestamp' \"{_quote(value)}\" is not RFC 3339; send e.g. 2026-01-31T12:00:00Z, or epoch seconds",
+            ) from None
+        if not 0 <= seconds < MAX_EPOCH_SECONDS:
+            raise _Invalid(
+                Reason.INVALID_TIMESTAMP,
+                f"'timestamp' \"{_quote(value)}\" is outside 1970 to 5138; send the time the prediction was made",
+            )
+        return seconds
+    if kind is not float and kind is not int:
+        raise _Invalid(
+            Reason.INVALID_TIMESTAMP,
+            f"'timestamp' must be an RFC 3339 string or epoch seconds, got {_describe(value)}",
+        )
+    seconds = float(value)  # orjson ints fit a float
     if not (math.isfinite(seconds) and 0 <= seconds < MAX_EPOCH_SECONDS):
         raise _Invalid(
             Reason.INVALID_TIMESTAMP,
-            f"'timestamp' {value} is not plausible epoch seconds (milliseconds? divide by 1000)",
+            f"'timestamp' {value!r} is not plausible epoch seconds; send seconds since 1970 (milliseconds? divide by 1000)",
         )
     return seconds
 
 
+# -- details: bounded, escaped quotes of hostile input ---------------------------------------------
+
+
+def _quote(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with control and format characters escaped."""
+    cut = text[:limit]
+    if not cut.isprintable():
+        cut = cut.encode("unicode_escape").decode("ascii")
+    if len(text) <= limit and len(cut) <= limit:
+        return cut
+    return f"{cut[:limit]}... ({len(text)} characters)"
+
+
+def _field(parent: str, name: str) -> str:
+    """How a detail names a field, e.g. ``'features.income'``."""
+    return f"'{parent}.{_quote(name)}'"
+
+
+def _long_name(parent: str, name: str) -> _Invalid:
+    return _Invalid(
+        Reason.WRONG_TYPE,
+        f"a name in '{parent}' is {len(name)} characters ({_quote(name)}), over the limit of {MAX_NAME_CHARS}; "
+        "send short names",
+    )
+
+
+def _long_string(field: str, value: str) -> _Invalid:
+    return _Invalid(
+        Reason.WRONG_TYPE,
+        f"{field} is a {len(value)}-character string, over the limit of {MAX_STRING_VALUE_CHARS}; "
+        "send a category, not free text",
+    )
+
+
+def _json_type(value: object) -> str:
+    kind = type(value)
+    if kind is dict:
+        return "object"
+    if kind is list:
+        return "array"
+    if kind is str:
+        return "string"
+    if kind is bool:
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
 def _describe(value: object) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
+    """A short description of a JSON value: its type and a bounded preview.
+
+    Never ``repr`` of a container: a 1000-deep nested array makes ``repr``
+    raise RecursionError, and a 1 MB array makes it slow for a 40-character
+    preview.
+    """
+    kind = _json_type(value)
+    if kind == "array":
+        return f"an array of {len(value)} items"
+    if kind == "object":
+        return f"an object of {len(value)} keys"
+    if kind == "string":
+        return f"string \"{_quote(value, 40)}\""
+    if kind == "number":
+        return f"number {value!r}"
+    if kind == "boolean":
+        return f"boolean {'true' if value else 'false'}"
+    return "null"
