@@ -51,7 +51,10 @@ def alert_id(model: str, feature: str, segment: dict[str, str], occurrence: str)
 def iso_time(epoch_seconds: float | None) -> str | None:
     if epoch_seconds is None or not math.isfinite(epoch_seconds):
         return None
-    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None  # outside datetime's range: say nothing rather than fail an alert
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from stream_monitor.core.alerts import Alert
 from stream_monitor.core.columns import ModelBatch, build_model_batches
-from stream_monitor.core.events import RawMessage, Reason, Rejection, decode_batch
+from stream_monitor.core.events import Event, RawMessage, Reason, Rejection, decode_batch
 from stream_monitor.core.model import ModelMonitor, row_message
 from stream_monitor.core.settings import DetectionSettings
 
@@ -72,11 +72,14 @@ class IngestResult:
     consumed_by_topic: Counter
 
 
-def ingest(messages: Sequence[RawMessage]) -> IngestResult:
+def ingest(messages: Sequence[RawMessage], spec: SpecLike | None = None) -> IngestResult:
     """Decode, validate and gather: one columnar batch per model, plus the rejects.
 
     Stateless on purpose: any worker can ingest any partition, and a replay
     after a crash produces the same rows again (the evaluator drops them).
+    Features the spec declares numeric are checked here, where the original
+    message is still at hand for the dead-letter topic; types inferred from
+    traffic can only be checked by the model's evaluator.
     """
     consumed: Counter = Counter()
     progress: dict[tuple[str, int], int] = {}
@@ -85,7 +88,34 @@ def ingest(messages: Sequence[RawMessage]) -> IngestResult:
         key = (message.topic, message.partition)
         progress[key] = max(progress.get(key, -1), message.offset)
     decoded = decode_batch(messages)
-    return IngestResult(build_model_batches(decoded.events, progress), decoded.rejections, consumed)
+    events, rejections = decoded.events, list(decoded.rejections)
+    if spec is not None:
+        events = _check_declared_types(events, spec, rejections)
+    return IngestResult(build_model_batches(events, progress), rejections, consumed)
+
+
+def _check_declared_types(events: list[Event], spec: SpecLike, rejections: list[Rejection]) -> list[Event]:
+    numeric_by_model: dict[str, list[str]] = {}
+    kept = []
+    for event in events:
+        numeric = numeric_by_model.get(event.model)
+        if numeric is None:
+            types = spec.model(event.model).feature_types
+            numeric = numeric_by_model[event.model] = [name for name, kind in types.items() if kind == "numeric"]
+        bad = next((name for name in numeric if isinstance(event.features.get(name), str)), None)
+        if bad is None:
+            kept.append(event)
+            continue
+        value = event.features[bad]
+        rejections.append(
+            Rejection(
+                event.message,
+                Reason.FEATURE_TYPE_MISMATCH,
+                f"'{bad}' of model '{event.model}' is declared numeric in the monitor spec but got {value[:40]!r}; "
+                "fix the producer, or declare the feature categorical",
+            )
+        )
+    return kept
 
 
 class MonitorEngine:
@@ -154,7 +184,7 @@ class MonitorEngine:
 
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         """Ingest and evaluate in one process (the demo's and the tests' short cut)."""
-        ingested = ingest(messages)
+        ingested = ingest(messages, self.spec)
         result = BatchResult(rejections=list(ingested.rejections), consumed_by_topic=ingested.consumed_by_topic)
         for batch in ingested.batches:
             self.evaluate(batch, into=result)

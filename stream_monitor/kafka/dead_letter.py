@@ -18,6 +18,9 @@ HEADER_PREFIX = "stream-monitor."
 #: the dead-letter topic, which would block committing, which would stop the
 #: monitor.
 MAX_DEAD_LETTER_BYTES = 512 * 1024
+#: Keys are cut too: a rejected message with a 2 MB key must not become a dead
+#: letter the broker refuses (that would stop the worker at every restart).
+MAX_DEAD_LETTER_KEY_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,8 @@ class DeadLetter:
 def dead_letter(rejection: Rejection, max_bytes: int = MAX_DEAD_LETTER_BYTES) -> DeadLetter:
     message = rejection.message
     original = message.value or b""
-    truncated = len(original) > max_bytes
+    key = message.key
+    truncated = len(original) > max_bytes or (key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES)
     headers = [
         (HEADER_PREFIX + "reason", rejection.reason.encode()),
         (HEADER_PREFIX + "detail", rejection.detail.encode("utf-8", "replace")),
@@ -38,6 +42,7 @@ def dead_letter(rejection: Rejection, max_bytes: int = MAX_DEAD_LETTER_BYTES) ->
         (HEADER_PREFIX + "source.partition", str(message.partition).encode()),
         (HEADER_PREFIX + "source.offset", str(message.offset).encode()),
         (HEADER_PREFIX + "original.size", str(len(original)).encode()),
+        (HEADER_PREFIX + "original.key.size", str(len(key) if key is not None else 0).encode()),
         (HEADER_PREFIX + "truncated", b"true" if truncated else b"false"),
     ]
-    return DeadLetter(key=message.key, value=original[:max_bytes], headers=headers)
+    return DeadLetter(key=None if key is None else key[:MAX_DEAD_LETTER_KEY_BYTES], value=original[:max_bytes], headers=headers)

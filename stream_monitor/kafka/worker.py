@@ -309,7 +309,7 @@ class Worker:
         records: list[OutRecord] = []
         result = BatchResult()
         if inputs:
-            ingested = ingest(inputs)
+            ingested = ingest(inputs, self.engine.spec)
             result.consumed_by_topic.update(ingested.consumed_by_topic)
             for batch in ingested.batches:
                 partition = internal_partition(batch.model, s.internal_partitions)

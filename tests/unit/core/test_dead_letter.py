@@ -21,3 +21,12 @@ def test_huge_originals_are_cut_and_say_so():
     assert len(letter.value) == 1000
     assert headers["stream-monitor.truncated"] == b"true"
     assert headers["stream-monitor.original.size"] == b"10000000"
+
+
+def test_huge_keys_are_cut_too():
+    message = RawMessage(b"{}", topic="t", partition=0, offset=0, key=b"k" * 2_000_000)
+    letter = dead_letter(Rejection(message, "missing_field", "no event_id"))
+    headers = dict(letter.headers)
+    assert len(letter.key) == 1024
+    assert headers["stream-monitor.truncated"] == b"true"
+    assert headers["stream-monitor.original.key.size"] == b"2000000"
