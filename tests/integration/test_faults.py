@@ -28,7 +28,7 @@ from stream_monitor.kafka.changelog import Changelog
 from stream_monitor.simulation.producer import produce_raw
 from stream_monitor.simulation.synthetic import Drift, credit_risk_profile, generate
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 INTERNAL_PARTITIONS = 4
 # Small polls keep ingest and evaluation in step, so kills land mid-evaluation.
