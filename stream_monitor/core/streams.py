@@ -1,12 +1,17 @@
 """Per-stream state: one feature of one model in one segment.
 
 A stream first fills its reference window (the first ``reference_size``
-values, or a reference file), then keeps a current sliding window and two
-sequential detectors. Updates take whole arrays of values; the only splits
-inside a batch are at evaluation boundaries (every ``evaluate_every`` values)
-and at sequential alarms, so the state after a batch does not depend on how
-the input was cut into batches. That is what makes checkpoint/replay give the
-same verdicts and the same alert ids.
+values, or a reference file), then keeps a current sliding window, per-block
+summaries of a longer window, and (numeric streams) a sequential detector.
+Updates take whole arrays of values; the only splits inside a batch are at
+evaluation boundaries (every ``evaluate_every`` values) and at sequential
+alarms, and block summaries are computed from the block's values once it is
+complete, so the state after a batch does not depend on how the input was cut
+into batches. That is what makes checkpoint/replay give the same verdicts and
+the same alert ids.
+
+Every threshold comes from ``settings.calibration``, which derives it from
+the false-alarm budget ``expected_run_length`` (see stream_monitor.calibration).
 """
 
 from __future__ import annotations
@@ -17,13 +22,22 @@ from typing import Any
 
 import numpy as np
 
+from stream_monitor.calibration import CHI_SQUARE_MIN_EXPECTED, PSI_MIN_EXPECTED
 from stream_monitor.core.alerts import Severity, iso_time
 from stream_monitor.core.settings import DetectionSettings
-from stream_monitor.stats.adwin import BlockAdwin
 from stream_monitor.stats.cusum import TwoSidedCusum
 from stream_monitor.stats.reference import NumericReference, summarize
-from stream_monitor.stats.two_sample import bin_counts, chi_square_2xk, ks_2samp, psi, wasserstein_1d
-from stream_monitor.stats.windows import RingBuffer
+from stream_monitor.stats.two_sample import (
+    bin_counts,
+    category_share_test,
+    chi_square_2xk,
+    ks_2samp,
+    pool_cells,
+    psi,
+    unseen_category_test,
+    wasserstein_1d,
+)
+from stream_monitor.stats.windows import BlockCounts, RingBuffer
 
 OTHER_CATEGORY = "__other__"
 
@@ -87,14 +101,12 @@ class AlertGate:
 
 
 class _Stream:
-    """What numeric and categorical streams share: warm-up, window, schedule, gate."""
+    """What numeric and categorical streams share: warm-up, schedule, gate."""
 
-    kind_of_values = ""
-
-    def __init__(self, settings: DetectionSettings, window_dtype: Any) -> None:
+    def __init__(self, settings: DetectionSettings) -> None:
         self.settings = settings
-        self.window = RingBuffer(settings.window_size, window_dtype)
-        #: Event time of the first value of each evaluation block still in the window.
+        self.calibration = settings.calibration
+        #: Event time of the first value of each evaluation block still in the short window.
         self.block_starts = RingBuffer(settings.window_size // settings.evaluate_every, np.float64)
         #: Values seen since the reference was frozen.
         self.seen = 0
@@ -111,10 +123,17 @@ class _Stream:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    @property
+    def long_blocks(self) -> int:
+        return self.settings.long_window // self.settings.evaluate_every
+
+    def _window_events(self) -> int:
+        return min(self.seen, self.settings.window_size)
+
     def _window_info(self) -> dict[str, Any]:
         starts = self.block_starts.values()
         return {
-            "events": len(self.window),
+            "events": self._window_events(),
             "first_event_at": iso_time(float(starts[0])) if len(starts) else None,
             "last_event_at": iso_time(self.last_timestamp),
         }
@@ -141,12 +160,15 @@ class _Stream:
         self.seen += used
         self.last_timestamp = float(timestamps[start + used - 1])
 
+    def _block_closed(self) -> bool:
+        return self.seen > 0 and self.seen % self.settings.evaluate_every == 0
+
     def _at_evaluation(self) -> bool:
-        return self.seen % self.settings.evaluate_every == 0 and len(self.window) == self.settings.window_size
+        """Window tests need a full short window: no verdict on fewer events."""
+        return self._block_closed() and self.seen >= self.settings.window_size
 
     def _base_state(self) -> dict[str, Any]:
         return {
-            "window": self.window.to_state(),
             "block_starts": self.block_starts.to_state(),
             "seen": self.seen,
             "last_timestamp": self.last_timestamp,
@@ -156,7 +178,6 @@ class _Stream:
         }
 
     def _restore_base(self, state: dict[str, Any]) -> None:
-        self.window = RingBuffer.from_state(state["window"])
         self.block_starts = RingBuffer.from_state(state["block_starts"])
         self.seen = state["seen"]
         self.last_timestamp = state["last_timestamp"]
@@ -166,26 +187,43 @@ class _Stream:
 
 
 class NumericStream(_Stream):
-    """Reference vs current window (KS, PSI, Wasserstein) plus CUSUM and ADWIN.
+    """A mean CUSUM on normal scores, and window tests against the frozen reference.
 
-    The sequential detectors run on normal scores (values mapped through the
-    reference distribution to N(0, 1)), so one threshold fits every feature
-    whatever its distribution, and they catch a shift within tens of events
-    while the window tests confirm it and measure its size.
+    * ``cusum``: two-sided CUSUM on the normal scores (values mapped through the
+      reference distribution to N(0, 1), centred on the reference's own mean
+      score), checked at every value: catches a shift of the mean of about one
+      standard deviation within a few dozen events.
+    * ``mean`` and ``variance``: the mean and the variance of the scores over
+      the last ``long_window`` values against the reference's, for small
+      persistent shifts and changes of spread; kept as per-block sums.
+    * ``ks``: Kolmogorov-Smirnov, the current window against the reference.
+    * ``psi``: PSI over the reference's quantile bins (sparse bins pooled).
+
+    Wasserstein, in units of the reference spread, and PSI grade the severity.
+    Scores depend on ranks only, so the same thresholds fit skewed,
+    heavy-tailed and discrete features; ties get mid-ranks, and the scores are
+    centred on (not scaled by) what the reference itself shows, so tied
+    features only ever make the detectors more conservative.
     """
 
     def __init__(self, settings: DetectionSettings) -> None:
-        super().__init__(settings, np.float64)
+        super().__init__(settings)
+        self.window = RingBuffer(settings.window_size, np.float64)
+        #: Per closed block: sum of centred scores, sum of their squares.
+        self.block_sums = RingBuffer(self.long_blocks, np.float64)
+        self.block_squares = RingBuffer(self.long_blocks, np.float64)
         self._warmup: np.ndarray | None = np.empty(settings.reference_size, dtype=np.float64)
         self._warm_count = 0
         self.reference: NumericReference | None = None
-        th = settings.thresholds
-        self.cusum = TwoSidedCusum(th.cusum_k, th.cusum_h)
-        self.adwin = BlockAdwin(th.adwin_delta, settings.adwin_block_size)
+        self.cusum = TwoSidedCusum(self.calibration.cusum_k, self.calibration.cusum_h)
 
     @property
     def ready(self) -> bool:
         return self.reference is not None
+
+    @property
+    def reference_size(self) -> int:
+        return self.settings.reference_size
 
     def add_reference(self, values: np.ndarray) -> int:
         """Fill the reference; returns how many values it took."""
@@ -199,6 +237,10 @@ class NumericStream(_Stream):
             self._warmup = None
         return take
 
+    def _scores(self, values: np.ndarray) -> np.ndarray:
+        assert self.reference is not None
+        return self.reference.normal_scores(values) - self.reference.score_mean
+
     def update(self, values: np.ndarray, timestamps: np.ndarray) -> list[Detection]:
         detections: list[Detection] = []
         i = self.add_reference(values) if self.reference is None else 0
@@ -206,39 +248,36 @@ class NumericStream(_Stream):
         every = self.settings.evaluate_every
         while i < n and self.reference is not None:
             end = min(n, i + every - self.seen % every)
-            z = self.reference.normal_scores(values[i:end])
-            used = self.cusum.update(z)
-            adwin_alarms = []
-            j = 0
-            while j < used:
-                j += self.adwin.update(z[j:used])
-                if self.adwin.drift_detected:
-                    adwin_alarms.append(j - 1)
+            used = self.cusum.update(self._scores(values[i:end]))
             self.window.extend(values[i : i + used])
-            seen_before = self.seen
             self._advance(timestamps, i, used)
-            for offset in adwin_alarms:
-                detections += self._sequential("adwin", i + offset, seen_before + offset + 1, z)
             if self.cusum.drift_detected:
-                detections += self._sequential("cusum", i + used - 1, self.seen, z)
+                detections += self._sequential(i + used - 1)
             i += used
-            if self._at_evaluation():
-                detections += self._evaluate(i - 1)
+            if self._block_closed():
+                self._close_block()
+                if self._at_evaluation():
+                    detections += self._evaluate(i - 1)
         return detections
 
-    def _sequential(self, detector: str, position: int, stream_position: int, z: np.ndarray) -> list[Detection]:
-        th = self.settings.thresholds
-        if detector == "cusum":
-            statistic, threshold = float(self.cusum.statistic), th.cusum_h
-            tests = {"cusum": {"statistic": statistic, "threshold": threshold, "direction": self.cusum.direction}}
-        else:
-            statistic, threshold = float(self.adwin.estimation), th.adwin_delta
-            tests = {"adwin": {"mean_normal_score": statistic, "delta": threshold}}
+    def _close_block(self) -> None:
+        # Recomputed from the window rather than accumulated per batch: the
+        # sums then do not depend on where batches were cut, to the last bit.
+        z = self._scores(self.window.values()[-self.settings.evaluate_every :])
+        self.block_sums.extend(np.array([z.sum()]))
+        self.block_squares.extend(np.array([np.dot(z, z)]))
+
+    def _sequential(self, position: int) -> list[Detection]:
+        assert self.reference is not None
+        statistic, threshold = float(self.cusum.statistic), self.cusum.h
+        tests = {
+            "cusum": {"statistic": statistic, "threshold": threshold, "k": self.cusum.k, "direction": self.cusum.direction}
+        }
         return self._gate(
             Detection(
                 position=position,
-                stream_position=self.reference_size + stream_position,
-                detector=detector,
+                stream_position=self.reference_size + self.seen,
+                detector="cusum",
                 severity=Severity.WARNING,
                 statistic=statistic,
                 threshold=threshold,
@@ -250,27 +289,57 @@ class NumericStream(_Stream):
             )
         )
 
-    @property
-    def reference_size(self) -> int:
-        return self.settings.reference_size
+    def _long_window(self) -> tuple[dict[str, Any], dict[str, Any] | None, bool, bool]:
+        """Mean test over the closed blocks of the long window; variance test once it is full."""
+        assert self.reference is not None
+        cal = self.calibration
+        events = len(self.block_sums) * self.settings.evaluate_every
+        mean = float(self.block_sums.values().sum()) / events
+        se, z_critical = cal.mean_test(events)
+        z = mean / se
+        mean_test = {"statistic": z, "threshold": z_critical, "mean_score": mean, "events": events}
+        if events < self.settings.long_window:
+            return mean_test, None, abs(z) >= z_critical, False
+        second = float(self.block_squares.values().sum()) / events
+        _, lower, upper = cal.variance_test(events)
+        # Deviation of the window's score variance from the reference's, on the
+        # scale of a continuous feature's (see Calibration.variance_test).
+        continuous = self.reference.continuous_score_variance
+        ratio = 1.0 + (max(second - mean * mean, 0.0) - self.reference.score_variance) / continuous
+        variance_test = {"statistic": ratio, "lower": lower, "upper": upper, "events": events}
+        return mean_test, variance_test, abs(z) >= z_critical, not lower < ratio < upper
 
     def _evaluate(self, position: int) -> list[Detection]:
         th = self.settings.thresholds
+        cal = self.calibration
         ref = self.reference
+        assert ref is not None
         current = self.window.values()
         ks = ks_2samp(ref.sorted_values, current)
-        psi_value = psi(ref.counts, bin_counts(current, ref.edges))
+        ref_cells, cur_cells = pool_cells(ref.counts, bin_counts(current, ref.edges), PSI_MIN_EXPECTED)
+        psi_value = psi(ref_cells, cur_cells) if ref_cells.size > 1 else 0.0
+        psi_threshold = cal.psi_threshold(current.size, int(ref_cells.size), categorical=False)
         wasserstein = wasserstein_1d(ref.sorted_values, current) / ref.scale
+        mean_test, variance_test, mean_fired, variance_fired = self._long_window()
         self.scores = {"ks": float(ks.statistic), "psi": psi_value, "wasserstein": wasserstein}
         tests = {
-            "ks": {"statistic": float(ks.statistic), "p_value": float(ks.p_value), "threshold": th.ks_p_value},
-            "psi": {"statistic": psi_value, "threshold": th.psi_alert},
+            "ks": {"statistic": float(ks.statistic), "p_value": float(ks.p_value), "threshold": cal.ks_p_value},
+            "psi": {"statistic": psi_value, "threshold": psi_threshold},
+            "mean": mean_test,
             "wasserstein": {"statistic": wasserstein, "critical": th.wasserstein_critical},
         }
-        if ks.p_value < th.ks_p_value:
-            detector, statistic, threshold, p_value = "ks", float(ks.statistic), th.ks_p_value, float(ks.p_value)
-        elif psi_value >= th.psi_alert:
-            detector, statistic, threshold, p_value = "psi", psi_value, th.psi_alert, None
+        if variance_test is not None:
+            tests["variance"] = variance_test
+        if ks.p_value < cal.ks_p_value:
+            detector, statistic, threshold, p_value = "ks", float(ks.statistic), cal.ks_p_value, float(ks.p_value)
+        elif mean_fired:
+            detector, statistic, threshold, p_value = "mean", mean_test["statistic"], mean_test["threshold"], None
+        elif variance_fired and variance_test is not None:
+            upper = variance_test["statistic"] >= variance_test["upper"]
+            detector, statistic, p_value = "variance", variance_test["statistic"], None
+            threshold = variance_test["upper"] if upper else variance_test["lower"]
+        elif psi_value >= psi_threshold:
+            detector, statistic, threshold, p_value = "psi", psi_value, psi_threshold, None
         else:
             self._stable(self.settings.reference_size + self.seen)
             return []
@@ -294,10 +363,12 @@ class NumericStream(_Stream):
     def to_state(self) -> dict[str, Any]:
         state = self._base_state()
         state.update(
+            window=self.window.to_state(),
+            block_sums=self.block_sums.to_state(),
+            block_squares=self.block_squares.to_state(),
             warmup=None if self._warmup is None else self._warmup[: self._warm_count].copy(),
             reference=None if self.reference is None else self.reference.to_state(),
             cusum=self.cusum.to_state(),
-            adwin=self.adwin.to_state(),
         )
         return state
 
@@ -305,13 +376,18 @@ class NumericStream(_Stream):
     def from_state(cls, settings: DetectionSettings, state: dict[str, Any]) -> "NumericStream":
         stream = cls(settings)
         stream._restore_base(state)
+        stream.window = RingBuffer.from_state(state["window"])
+        stream.block_sums = RingBuffer.from_state(state["block_sums"])
+        stream.block_squares = RingBuffer.from_state(state["block_squares"])
         if state["reference"] is not None:
             stream.reference = NumericReference.from_state(state["reference"])
             stream._warmup = None
         else:
             stream.add_reference(np.asarray(state["warmup"], dtype=np.float64))
-        stream.cusum = TwoSidedCusum.from_state(state["cusum"])
-        stream.adwin = BlockAdwin.from_state(state["adwin"])
+        # The sums carry over; k and h are today's calibration (the settings may
+        # have changed since the checkpoint).
+        cusum = dict(state["cusum"], k=stream.calibration.cusum_k, h=stream.calibration.cusum_h)
+        stream.cusum = TwoSidedCusum.from_state(cusum)
         return stream
 
 
@@ -370,13 +446,27 @@ class CategoryCodebook:
 
 
 class CategoricalStream(_Stream):
-    """Reference vs current category frequencies: chi-square, PSI, new-category share."""
+    """Reference vs current category frequencies.
+
+    * ``chi_square``: Pearson's test of homogeneity over the long window
+      (cells expected to hold fewer than 10 events pooled), and its cell by
+      cell follow-up, the exact test of each category's share (Bonferroni over
+      categories), which is the sharper of the two when one category gains or
+      loses share; each gets half the detector's level;
+    * ``psi``: PSI over the same window (cells pooled below 20 expected);
+    * ``new_category``: whether the short window holds more values of
+      categories the reference never saw than a random split would explain.
+
+    The window is kept as per-block category counts (bounded by
+    ``max_categories``), so the long window costs no value per event.
+    """
 
     def __init__(self, settings: DetectionSettings, codebook: CategoryCodebook) -> None:
-        super().__init__(settings, np.int32)
+        super().__init__(settings)
         self.codebook = codebook
         self.reference_counts = np.zeros(codebook.size, dtype=np.int64)
         self._reference_total = 0
+        self.blocks = BlockCounts(self.long_blocks, codebook.size)
 
     @property
     def ready(self) -> bool:
@@ -396,11 +486,13 @@ class CategoricalStream(_Stream):
         every = self.settings.evaluate_every
         while i < n:
             end = min(n, i + every - self.seen % every)
-            self.window.extend(codes[i:end])
+            self.blocks.add(codes[i:end])
             self._advance(timestamps, i, end - i)
             i = end
-            if self._at_evaluation():
-                detections += self._evaluate(i - 1)
+            if self._block_closed():
+                self.blocks.close_block()
+                if self._at_evaluation():
+                    detections += self._evaluate(i - 1)
         return detections
 
     def _shares(self, counts: np.ndarray, extra: np.ndarray | None = None, top: int = 5) -> dict[str, Any]:
@@ -417,34 +509,52 @@ class CategoricalStream(_Stream):
 
     def _evaluate(self, position: int) -> list[Detection]:
         th = self.settings.thresholds
+        cal = self.calibration
         ref = self.reference_counts
-        current = np.bincount(self.window.values(), minlength=self.codebook.size)
-        chi = chi_square_2xk(ref, current)
-        present = (ref > 0) | (current > 0)
-        psi_value = psi(ref[present], current[present])
-        unseen = ref == 0
-        new_share = float(current[unseen].sum()) / float(current.sum())
+        short = self.blocks.counts(self.settings.window_size // self.settings.evaluate_every)
+        long = self.blocks.counts()
+        ref_cells, cur_cells, cell_codes = pool_cells(ref, long, CHI_SQUARE_MIN_EXPECTED, return_codes=True)
+        chi = chi_square_2xk(ref_cells, cur_cells)
+        share = category_share_test(ref_cells, cur_cells)
+        code = int(cell_codes[share.cell]) if share.cell < cell_codes.size else -1
+        category = self.codebook.name(code) if code >= 0 else "(rare categories pooled)"
+        psi_ref, psi_cur = pool_cells(ref, long, PSI_MIN_EXPECTED)
+        psi_value = psi(psi_ref, psi_cur) if psi_ref.size > 1 else 0.0
+        psi_threshold = cal.psi_threshold(int(long.sum()), int(psi_ref.size), categorical=True)
+        unseen = unseen_category_test(ref, short)
         self.scores = {"chi_square": float(chi.statistic), "psi": psi_value}
+        half = cal.chi_square_p_value / 2.0
         tests = {
             "chi_square": {
                 "statistic": float(chi.statistic),
                 "dof": int(chi.dof),
                 "p_value": float(chi.p_value),
-                "threshold": th.chi_square_p_value,
+                "threshold": half,
+                "events": int(long.sum()),
+                "category": category,
+                "category_reference_share": share.reference_share,
+                "category_current_share": share.current_share,
+                "category_p_value": share.p_value,
             },
-            "psi": {"statistic": psi_value, "threshold": th.psi_alert},
-            "new_category_share": {"statistic": new_share, "threshold": th.new_category_share},
+            "psi": {"statistic": psi_value, "threshold": psi_threshold, "events": int(long.sum())},
+            "new_category": {
+                "share": unseen.share,
+                "p_value": unseen.p_value,
+                "threshold": cal.new_category_p_value,
+                "events": int(short.sum()),
+            },
         }
-        if new_share >= th.new_category_share:
-            detector, statistic, threshold, p_value = "new_category", new_share, th.new_category_share, None
-        elif chi.p_value < th.chi_square_p_value:
-            detector, statistic, threshold, p_value = "chi_square", float(chi.statistic), th.chi_square_p_value, float(chi.p_value)
-        elif psi_value >= th.psi_alert:
-            detector, statistic, threshold, p_value = "psi", psi_value, th.psi_alert, None
+        if unseen.p_value < cal.new_category_p_value:
+            detector, statistic, threshold, p_value = "new_category", unseen.share, cal.new_category_p_value, unseen.p_value
+        elif chi.p_value < half or share.p_value < half:
+            detector, statistic, threshold = "chi_square", float(chi.statistic), half
+            p_value = float(min(chi.p_value, share.p_value))
+        elif psi_value >= psi_threshold:
+            detector, statistic, threshold, p_value = "psi", psi_value, psi_threshold, None
         else:
             self._stable(self.settings.reference_size + self.seen)
             return []
-        critical = psi_value >= th.psi_critical or new_share >= th.new_category_critical
+        critical = psi_value >= th.psi_critical or unseen.share >= th.new_category_critical
         return self._gate(
             Detection(
                 position=position,
@@ -456,20 +566,25 @@ class CategoricalStream(_Stream):
                 p_value=p_value,
                 tests=tests,
                 reference=self._shares(ref),
-                current=self._shares(current, extra=np.flatnonzero(unseen & (current > 0))),
+                current=self._shares(short, extra=np.flatnonzero((ref == 0) & (short > 0))),
                 window=self._window_info(),
             )
         )
 
     def to_state(self) -> dict[str, Any]:
         state = self._base_state()
-        state.update(reference_counts=self.reference_counts.copy(), reference_total=self._reference_total)
+        state.update(
+            blocks=self.blocks.to_state(),
+            reference_counts=self.reference_counts.copy(),
+            reference_total=self._reference_total,
+        )
         return state
 
     @classmethod
     def from_state(cls, settings: DetectionSettings, codebook: CategoryCodebook, state: dict[str, Any]) -> "CategoricalStream":
         stream = cls(settings, codebook)
         stream._restore_base(state)
+        stream.blocks = BlockCounts.from_state(state["blocks"])
         stream.reference_counts = np.asarray(state["reference_counts"], dtype=np.int64).copy()
         stream._reference_total = state["reference_total"]
         return stream

@@ -17,7 +17,7 @@ import numpy as np
 from stream_monitor.stats.distributions import normal_ppf
 from stream_monitor.stats.two_sample import bin_counts, quantile_bin_edges
 
-__all__ = ["NumericReference", "summarize", "SUMMARY_KEYS"]
+__all__ = ["NumericReference", "summarize", "SUMMARY_KEYS", "gap_scores", "self_score_moments"]
 
 PSI_BINS = 10
 # IQR of N(0, sigma) is 1.349 sigma: IQR / 1.349 estimates sigma without
@@ -77,7 +77,7 @@ class NumericReference:
     caller). Arrays it exposes are read-only.
     """
 
-    __slots__ = ("_sorted", "_edges", "_counts", "_scale", "_score_table", "_summary")
+    __slots__ = ("_sorted", "_edges", "_counts", "_scale", "_score_table", "_summary", "_score_mean", "_score_variance")
 
     def __init__(self, sample: np.ndarray) -> None:
         data = np.asarray(sample, dtype=np.float64)
@@ -96,6 +96,9 @@ class NumericReference:
         self._scale = _robust_scale(self._sorted)
         self._score_table = _score_table(self._sorted.size)
         self._summary = summarize(self._sorted)
+        own = self.normal_scores(self._sorted)
+        self._score_mean = float(own.mean())
+        self._score_variance = float(own.var()) * _new_value_variance_factor(self._sorted.size)
 
     @property
     def size(self) -> int:
@@ -120,6 +123,37 @@ class NumericReference:
     def scale(self) -> float:
         """Robust spread of the reference, never zero (see ``_robust_scale``)."""
         return self._scale
+
+    @property
+    def score_mean(self) -> float:
+        """Mean normal score of the reference's own values (mid-ranks for ties).
+
+        It is what a new value drawn from the reference distribution scores
+        on average: exactly 0 for a continuous feature (the scores of ranks
+        1..n are symmetric), but not for a tied one (a feature that is 0 on 90%
+        of events puts them all at one mid-rank score, off the centre). The
+        detectors centre the scores on it, which is what keeps discrete
+        features from drifting by construction.
+        """
+        return self._score_mean
+
+    @property
+    def score_variance(self) -> float:
+        """Expected variance of a new value's score under the reference.
+
+        The variance of the reference's own scores, scaled up by the factor
+        that makes it exact for a continuous feature: a new value falls in a
+        gap between reference values, and the n + 1 gap scores reach further
+        out (+/-3.29 for n = 1000) than the n scores of the values themselves
+        (+/-3.09), so they spread about 1% more. Just under 1 for a continuous
+        feature, smaller the more ties, 0 for a constant one.
+        """
+        return self._score_variance
+
+    @property
+    def continuous_score_variance(self) -> float:
+        """:attr:`score_variance` of a tie-free reference of the same size (just under 1)."""
+        return _gap_variance(self._sorted.size)
 
     def bin_counts(self, values: np.ndarray) -> np.ndarray:
         """Counts of ``values`` in this reference's PSI bins."""
@@ -168,6 +202,32 @@ def _score_table(n: int) -> np.ndarray:
     """
     half_ranks = np.arange(2 * n + 1, dtype=np.float64)
     return _read_only(normal_ppf((half_ranks + 1.0) / (2.0 * (n + 1))))
+
+
+def gap_scores(n: int) -> np.ndarray:
+    """Scores of values strictly between consecutive reference values of a continuous feature.
+
+    A new value of a continuous feature lands in one of the n + 1 gaps of the
+    sorted reference (never on a reference value), so these n + 1 numbers are
+    every score it can get; the calibration simulates with them.
+    """
+    return _score_table(n)[0::2]
+
+
+def self_score_moments(n: int) -> tuple[float, float]:
+    """(mean, variance) of the scores of a tie-free reference's own n values."""
+    own = _score_table(n)[1::2]
+    return float(own.mean()), float(own.var())
+
+
+@functools.lru_cache(maxsize=16)
+def _gap_variance(n: int) -> float:
+    return float(gap_scores(n).var())
+
+
+def _new_value_variance_factor(n: int) -> float:
+    """Variance of the n + 1 gap scores over that of the n own scores (tie-free)."""
+    return _gap_variance(n) / self_score_moments(n)[1]
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

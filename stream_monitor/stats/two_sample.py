@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,11 @@ __all__ = [
     "quantile_bin_edges",
     "bin_counts",
     "chi_square_2xk",
+    "pool_cells",
+    "UnseenResult",
+    "unseen_category_test",
+    "ShareResult",
+    "category_share_test",
 ]
 
 
@@ -50,6 +56,27 @@ class ChiSquareResult:
 
     statistic: float
     dof: int
+    p_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class ShareResult:
+    """Outcome of :func:`category_share_test`: the cell whose share moved most,
+    its share on each side, and the Bonferroni-adjusted p-value."""
+
+    cell: int
+    reference_share: float
+    current_share: float
+    p_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class UnseenResult:
+    """Outcome of :func:`unseen_category_test`: how many current values fall in
+    categories the reference never saw, their share, and the p-value."""
+
+    count: int
+    share: float
     p_value: float
 
 
@@ -205,3 +232,178 @@ def chi_square_2xk(reference_counts: np.ndarray, current_counts: np.ndarray) -> 
     statistic = float(np.sum((table - expected) ** 2 / expected))
     dof = categories - 1
     return ChiSquareResult(statistic=statistic, dof=dof, p_value=chi2_sf(statistic, dof))
+
+
+def pool_cells(
+    reference_counts: np.ndarray, current_counts: np.ndarray, min_expected: float, return_codes: bool = False
+) -> Any:
+    """Merge the cells too sparse for a chi-square approximation into one.
+
+    Why: with a handful of expected counts in a cell, the chi-square and PSI
+    statistics get much heavier tails than their asymptotic law, and a rare
+    category seen 3 times where 0.5 were expected would read as p ~ 1e-9. A
+    cell is kept when its expected count in the smaller row,
+    (reference + current) * min(n, m) / (n + m), reaches ``min_expected``;
+    the others are pooled into one cell, itself merged into the sparsest kept
+    cell if it is still too small. The decision uses the pooled totals only,
+    which under no drift carry no information about the split between the two
+    rows: choosing cells by the reference counts alone would pick cells the
+    reference happened to over-sample and bias the test towards drift.
+    Cells empty on both sides are dropped. Returns float arrays (possibly a
+    single cell, on which no test can be run), and with ``return_codes`` the
+    input index of each output cell (-1 for the pooled cell).
+    """
+    reference = np.asarray(reference_counts, dtype=np.float64)
+    current = np.asarray(current_counts, dtype=np.float64)
+    if reference.shape != current.shape or reference.ndim != 1:
+        raise ValueError(f"cells must match, got shapes {reference.shape} and {current.shape}")
+    n, m = reference.sum(), current.sum()
+    if n <= 0 or m <= 0:
+        raise ValueError("pooling needs at least one count on each side")
+    totals = reference + current
+    expected = totals * (min(n, m) / (n + m))
+    keep = expected >= min_expected
+    sparse = ~keep & (totals > 0)
+    codes = np.flatnonzero(keep)
+    kept_reference, kept_current = reference[keep], current[keep]
+    if sparse.any():
+        rest_reference, rest_current = reference[sparse].sum(), current[sparse].sum()
+        if expected[sparse].sum() >= min_expected or kept_reference.size == 0:
+            kept_reference = np.append(kept_reference, rest_reference)
+            kept_current = np.append(kept_current, rest_current)
+            codes = np.append(codes, -1)
+        else:
+            target = int(np.argmin(expected[keep]))
+            kept_reference[target] += rest_reference
+            kept_current[target] += rest_current
+    if return_codes:
+        return kept_reference, kept_current, codes
+    return kept_reference, kept_current
+
+def unseen_category_test(reference_counts: np.ndarray, current_counts: np.ndarray) -> UnseenResult:
+    """Are there more values of never-seen categories than chance explains?
+
+    Under no drift the reference and the current window are one exchangeable
+    sample split in two, so a category is absent from the reference only
+    because all its t pooled occurrences happened to land in the window, which
+    a random split does with probability C(m, t) / C(n + m, t) (about
+    (m / (n + m))^t). The count of current values in unseen categories is then
+    a sum over categories of t times such an event; its upper tail is
+    computed exactly by convolution, treating the events as independent (they
+    are negatively associated: they compete for the same m places, which only
+    makes large sums rarer, so the p-value errs on the safe side). Long-tailed
+    features whose references miss many rare categories get a large expected
+    count and stay quiet; a single category appearing at a few percent, which
+    a random split would almost never hide from the reference, is significant.
+    """
+    reference = np.asarray(reference_counts, dtype=np.int64)
+    current = np.asarray(current_counts, dtype=np.int64)
+    if reference.shape != current.shape or reference.ndim != 1:
+        raise ValueError(f"counts must match, got shapes {reference.shape} and {current.shape}")
+    n, m = int(reference.sum()), int(current.sum())
+    if n <= 0 or m <= 0:
+        raise ValueError("the test needs at least one count on each side")
+    observed = int(current[reference == 0].sum())
+    if observed == 0:
+        return UnseenResult(0, 0.0, 1.0)
+    totals = (reference + current)[(reference + current) > 0]
+    totals = totals[totals <= m]
+    log_p = (
+        math.lgamma(m + 1)
+        - np.array([math.lgamma(m - t + 1) for t in totals.tolist()])
+        - math.lgamma(n + m + 1)
+        + np.array([math.lgamma(n + m - t + 1) for t in totals.tolist()])
+    )
+    # dist[s]: P(sum so far == s) for s < observed; reached: P(sum so far >= observed).
+    dist = np.zeros(observed)
+    dist[0] = 1.0
+    reached = 0.0
+    for t, lp in zip(totals.tolist(), log_p.tolist()):
+        if lp < -700.0:
+            continue
+        p = math.exp(lp)
+        crossing = float(dist[max(observed - t, 0) :].sum())
+        shifted = np.zeros(observed)
+        if t < observed:
+            shifted[t:] = dist[: observed - t]
+        reached += p * crossing
+        dist = (1.0 - p) * dist + p * shifted
+    return UnseenResult(observed, observed / m, min(1.0, max(reached, 0.0)))
+
+
+def _hypergeometric_tails(total: int, successes: int, draws: int, observed: int) -> tuple[float, float]:
+    """(P(X <= observed), P(X >= observed)) for X ~ Hypergeometric(total, successes, draws).
+
+    Exact: the log-pmf at the observed value from log-gammas, then the pmf
+    of every value further out by the ratio recursion, in numpy; the tail on
+    the mode's side is the complement (only ever the larger of the two).
+    """
+    low, high = max(0, draws - (total - successes)), min(successes, draws)
+
+    def log_pmf(x: int) -> float:
+        return (
+            math.lgamma(successes + 1) - math.lgamma(x + 1) - math.lgamma(successes - x + 1)
+            + math.lgamma(total - successes + 1) - math.lgamma(draws - x + 1)
+            - math.lgamma(total - successes - draws + x + 1)
+            - math.lgamma(total + 1) + math.lgamma(draws + 1) + math.lgamma(total - draws + 1)
+        )
+
+    anchor = math.exp(log_pmf(observed))
+    # Sum the tail that moves away from the mode, where the ratios are below
+    # 1 (no overflow); the other tail is its complement.
+    mode = (draws + 1) * (successes + 1) // (total + 2)
+    if observed >= mode:
+        up = np.arange(observed, high, dtype=np.float64)  # ratio pmf(x+1)/pmf(x)
+        ratio = (successes - up) * (draws - up) / ((up + 1.0) * (total - successes - draws + up + 1.0))
+        above = anchor * (1.0 + float(np.sum(np.cumprod(ratio))))
+        return min(1.0, max(0.0, 1.0 - above + anchor)), min(1.0, above)
+    down = np.arange(observed, low, -1, dtype=np.float64)  # ratio pmf(x-1)/pmf(x)
+    ratio = down * (total - successes - draws + down) / ((successes - down + 1.0) * (draws - down + 1.0))
+    below = anchor * (1.0 + float(np.sum(np.cumprod(ratio))))
+    return min(1.0, below), min(1.0, max(0.0, 1.0 - below + anchor))
+
+
+def category_share_test(reference_counts: np.ndarray, current_counts: np.ndarray) -> ShareResult:
+    """Did the share of any one cell change? Exact test per cell, Bonferroni over cells.
+
+    The chi-square test spreads its power over every way the shares could
+    move; when one category gains or loses share (a channel takes off, a
+    segment of users disappears) the test on that category alone is much
+    more powerful. Each cell's count in the current window, given the
+    pooled total of the cell, is hypergeometric under no drift (Fisher's
+    exact test of the 2 x 2 table cell vs rest), so the p-value is exact,
+    whatever the counts; it is doubled (two-sided) and multiplied by the
+    number of cells (one test per cell). Pass cells already pooled
+    (:func:`pool_cells`); cells empty on both sides are ignored.
+    """
+    reference = np.asarray(reference_counts, dtype=np.int64)
+    current = np.asarray(current_counts, dtype=np.int64)
+    if reference.shape != current.shape or reference.ndim != 1:
+        raise ValueError(f"counts must match, got shapes {reference.shape} and {current.shape}")
+    n, m = int(reference.sum()), int(current.sum())
+    if n <= 0 or m <= 0:
+        raise ValueError("the test needs at least one count on each side")
+    totals = reference + current
+    cells = int(np.count_nonzero(totals))
+    if cells < 2:
+        return ShareResult(0, 1.0, 1.0, 1.0)
+    pooled = totals / (n + m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (current / m - reference / n) / np.sqrt(pooled * (1.0 - pooled) * (1.0 / n + 1.0 / m))
+    z = np.where(totals > 0, np.abs(np.nan_to_num(z)), -1.0)
+    # With two cells the two tests are the same test.
+    tests = cells if cells > 2 else 1
+    # The exact p-value is computed for the two most extreme cells by the
+    # normal approximation (it only ranks the cells; the smallest exact
+    # p-value is among them in practice).
+    best: tuple[int, float] | None = None
+    for cell in np.argsort(-z, kind="stable")[:2].tolist():
+        if totals[cell] == 0:
+            continue
+        below, above = _hypergeometric_tails(n + m, int(totals[cell]), m, int(current[cell]))
+        p = min(1.0, 2.0 * min(below, above) * tests)
+        if best is None or p < best[1]:
+            best = (cell, p)
+    assert best is not None
+    cell, p = best
+    return ShareResult(cell, float(reference[cell]) / n, float(current[cell]) / m, p)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-__all__ = ["RingBuffer"]
+__all__ = ["RingBuffer", "BlockCounts"]
 
 
 class RingBuffer:
@@ -94,4 +94,76 @@ class RingBuffer:
         values = np.asarray(state["values"], dtype=window.dtype)
         window.extend(values)
         window._total = int(state["total"])
+        return window
+
+
+class BlockCounts:
+    """Category counts of the last ``blocks`` closed blocks of a stream, plus the open one.
+
+    A categorical window needs counts, not values: keeping one count vector
+    per evaluation block lets a long window (thousands of events) cost
+    ``blocks x categories`` small integers, and any suffix of whole blocks
+    (the short window, the long one) is a sum of rows. Counts are integers,
+    so the sums do not depend on how the stream was batched.
+    """
+
+    __slots__ = ("_rows", "_head", "_closed", "_open")
+
+    def __init__(self, blocks: int, categories: int) -> None:
+        if not isinstance(blocks, (int, np.integer)) or blocks < 1:
+            raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
+        if not isinstance(categories, (int, np.integer)) or categories < 1:
+            raise ValueError(f"categories must be a positive integer, got {categories!r}")
+        self._rows = np.zeros((int(blocks), int(categories)), dtype=np.int32)
+        self._head = 0  # row the next closed block goes to; the oldest row once full
+        self._closed = 0
+        self._open = np.zeros(int(categories), dtype=np.int32)
+
+    @property
+    def blocks(self) -> int:
+        """Closed blocks held (at most the capacity)."""
+        return min(self._closed, self._rows.shape[0])
+
+    @property
+    def categories(self) -> int:
+        return self._rows.shape[1]
+
+    def add(self, codes: np.ndarray) -> None:
+        """Count codes (0 <= code < categories) into the open block."""
+        codes = np.asarray(codes)
+        if codes.size:
+            self._open += np.bincount(codes, minlength=self.categories).astype(np.int32, copy=False)
+
+    def close_block(self) -> None:
+        """The open block becomes the newest closed one; the oldest falls out once full."""
+        self._rows[self._head] = self._open
+        self._head = (self._head + 1) % self._rows.shape[0]
+        self._closed += 1
+        self._open[:] = 0
+
+    def counts(self, last: int | None = None) -> np.ndarray:
+        """Counts over the newest ``last`` closed blocks (all held blocks by default), int64."""
+        held = self.blocks
+        take = held if last is None else min(int(last), held)
+        rows = (self._head - 1 - np.arange(take)) % self._rows.shape[0]
+        return self._rows[rows].sum(axis=0, dtype=np.int64)
+
+    def to_state(self) -> dict[str, Any]:
+        order = (self._head - self.blocks + np.arange(self.blocks)) % self._rows.shape[0]
+        return {
+            "capacity": int(self._rows.shape[0]),
+            "rows": self._rows[order].copy(),  # oldest first
+            "closed": self._closed,
+            "open": self._open.copy(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "BlockCounts":
+        rows = np.asarray(state["rows"], dtype=np.int32)
+        window = cls(int(state["capacity"]), int(np.asarray(state["open"]).size))
+        held = rows.shape[0]
+        window._rows[:held] = rows
+        window._head = held % window._rows.shape[0]
+        window._closed = int(state["closed"])
+        window._open[:] = np.asarray(state["open"], dtype=np.int32)
         return window

@@ -1,0 +1,1 @@
+"""Benchmarks of stream-monitor (run as modules, e.g. ``python -m benchmarks.detection``)."""
