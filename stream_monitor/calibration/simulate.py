@@ -1,7 +1,7 @@
 """The simulation behind the shipped CUSUM calibration table (offline; numpy only).
 
 Run ``python -m stream_monitor.calibration.simulate --write`` to regenerate
-``stream_monitor/calibration/cusum_table.py`` (about ten minutes on one core);
+``stream_monitor/calibration/cusum_table.py`` (about 16 minutes on one core);
 without ``--write`` it prints the table. Nothing here runs at service start-up.
 
 What is simulated, and why it is exact for continuous features

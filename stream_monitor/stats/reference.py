@@ -40,11 +40,16 @@ def summarize(values: np.ndarray) -> dict[str, Any]:
     data = data[~np.isnan(data)]
     if data.size == 0:
         return {"count": 0, **{key: None for key in SUMMARY_KEYS[1:]}}
-    p05, p25, p50, p75, p95 = np.percentile(data, _PERCENTILES).tolist()
+    # Huge finite values (1e308) may overflow the mean and std to inf/nan:
+    # reported as such, without a warning per alert.
+    with np.errstate(over="ignore", invalid="ignore"):
+        p05, p25, p50, p75, p95 = np.percentile(data, _PERCENTILES).tolist()
+        mean = float(np.mean(data))
+        std = float(np.std(data, ddof=1)) if data.size > 1 else 0.0
     return {
         "count": int(data.size),
-        "mean": float(np.mean(data)),
-        "std": float(np.std(data, ddof=1)) if data.size > 1 else 0.0,
+        "mean": mean,
+        "std": std,
         "min": float(np.min(data)),
         "p05": p05,
         "p25": p25,
@@ -63,10 +68,16 @@ def _robust_scale(sorted_sample: np.ndarray) -> float:
     the standard deviation, and for a constant reference to 1.0: dividing by
     zero would turn any movement into an infinite effect size.
     """
-    p25, p75 = np.percentile(sorted_sample, (25.0, 75.0))
-    for spread in ((p75 - p25) / _IQR_TO_SIGMA, np.std(sorted_sample, ddof=1)):
-        if np.isfinite(spread) and spread > 0.0:
-            return float(spread)
+    # Values near the float limits (1e308) overflow the differences and the
+    # standard deviation to inf: not an error, the next fallback applies.
+    with np.errstate(over="ignore", invalid="ignore"):
+        p25, p75 = np.percentile(sorted_sample, (25.0, 75.0))
+        iqr = (p75 - p25) / _IQR_TO_SIGMA
+        if np.isfinite(iqr) and iqr > 0.0:
+            return float(iqr)
+        std = np.std(sorted_sample, ddof=1)
+    if np.isfinite(std) and std > 0.0:
+        return float(std)
     return 1.0
 
 

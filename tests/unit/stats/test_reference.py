@@ -139,3 +139,18 @@ def test_state_round_trip():
 def test_rejects_unusable_samples(bad):
     with pytest.raises(ValueError):
         NumericReference(bad)
+
+
+def test_summary_and_scale_of_values_near_the_float_limit_do_not_warn():
+    # A mean or a spread of values near 1e308 overflows: reported as inf/nan,
+    # never as a RuntimeWarning per alert, and the scale falls back to a finite one.
+    import warnings
+
+    data = np.array([1e308, -1e308, 1e308, -1e308, 0.0] * 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = summarize(data)
+        reference = NumericReference(data)
+    assert summary["count"] == 1000
+    assert summary["max"] == 1e308 and summary["min"] == -1e308
+    assert np.isfinite(reference.scale) and reference.scale > 0.0
