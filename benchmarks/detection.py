@@ -622,11 +622,19 @@ def acceptance(results: dict[str, dict[str, Tally]], settings: DetectionSettings
             factor = 10.0 if peer in ("PageHinkley", "KSWIN") else 1.0
             ok = peer_rate is not None and ours_rate is not None and ours_rate * factor < peer_rate
             need = "at least 10x fewer" if factor > 1 else "fewer"
+            exceptions = [
+                f"{s.name} (ours {get(s.name).false_alarms_per_million:.2f}, {peer} {get(s.name, peer).false_alarms_per_million:.2f})"
+                for s in stationary
+                if get(s.name, peer) is not None
+                and get(s.name, peer).events
+                and (get(s.name).false_alarms_per_million or 0.0) * factor > (get(s.name, peer).false_alarms_per_million or 0.0)
+            ]
             out.append(
                 (
                     f"{need} false alarms than {peer} (stationary scenarios pooled)",
                     ok,
-                    f"ours {_fmt(ours_rate, '{:.3f}')} vs {_fmt(peer_rate, '{:.2f}')} per 1M",
+                    f"ours {_fmt(ours_rate, '{:.3f}')} vs {_fmt(peer_rate, '{:.2f}')} per 1M; scenarios where not: "
+                    + (", ".join(exceptions) if exceptions else "none"),
                 )
             )
     if one:

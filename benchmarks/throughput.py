@@ -535,12 +535,39 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    revision = "unknown"
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "stream_monitor"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode == 0:
+            changed = [line[3:] for line in dirty.stdout.splitlines() if line.strip()]
+            revision = f"commit {head.stdout.strip()}" + (
+                f", with uncommitted changes to {', '.join(changed)}" if changed else ", no uncommitted changes to stream_monitor/"
+            )
+    except (OSError, subprocess.SubprocessError):
+        pass
     return {
+        "revision": revision,
         "nproc": os.cpu_count(),
         "cpu": model,
         "python": platform.python_version(),
         "load_start": os.getloadavg(),
     }
+
+
+def _cpu_snapshot() -> tuple[float, float, float]:
+    """(wall time, busy CPU seconds of the whole machine, CPU seconds of this process and its reaped children)."""
+    busy = float("nan")
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
 
 
 def _fmt_rate(rate: float) -> str:
@@ -719,13 +746,19 @@ def report(results: Results, command: str) -> str:
         f"{m['load_start'][0]:.2f} / {m['load_start'][1]:.2f} / {m['load_start'][2]:.2f}, at end "
         f"{m['load_end'][0]:.2f} / {m['load_end'][1]:.2f} / {m['load_end'][2]:.2f} (1 / 5 / 15 min).",
         "",
+        f"Code: {m['revision']}.",
+        "",
+        f"CPU used by other processes during the run: {m['other_cpu_seconds']:.1f} CPU-seconds, "
+        f"{m['other_cpu_share']:.1%} of the machine's {m['nproc']} CPUs over the run "
+        "(machine busy time from /proc/stat minus this process and its children).",
+        "",
         *(
             [
-                f"**Warning: the machine was busy when the run started (1-min load {m['load_start'][0]:.2f} on "
-                f"{m['nproc']} CPUs): other processes shared the CPUs, so every rate is lower than on an idle machine.**",
+                f"**Warning: other processes used {m['other_cpu_share']:.0%} of the CPUs during this run: "
+                "the rates are lower than on an idle machine.**",
                 "",
             ]
-            if m["load_start"][0] > 0.5
+            if m["other_cpu_share"] > 0.05
             else []
         ),
         f"Events: `generate(benchmark_profile(), n, seed={SEED})`, one model, 20 numeric + 3 categorical features, "
@@ -824,10 +857,17 @@ def main(argv: list[str] | None = None) -> int:
         rss_child(args.rss_child, args.rss_target or [0])
         return 0
     plan = QUICK if args.quick else FULL
+    before = _cpu_snapshot()
     started = time.perf_counter()
     results = run(plan, args.profile, set(args.skip))
     results.runtime = time.perf_counter() - started
+    after = _cpu_snapshot()
     results.machine["load_end"] = os.getloadavg()
+    # CPU time the rest of the machine used meanwhile: a run that shared the
+    # CPUs with something else says so, rather than reporting lower rates silently.
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    results.machine["other_cpu_seconds"] = others
+    results.machine["other_cpu_share"] = others / ((after[0] - before[0]) * (os.cpu_count() or 1))
     command = "python -m benchmarks.throughput" + (" --quick" if args.quick else "") + (" --profile" if args.profile else "")
     command += "".join(f" --skip {s}" for s in args.skip)
     text = report(results, command)
