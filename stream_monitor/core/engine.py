@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from stream_monitor.core.alerts import Alert
+from stream_monitor.core.bulk import assemble, decode_columns, events_part, gc_paused
 from stream_monitor.core.columns import ModelBatch, build_model_batches
 from stream_monitor.core.events import Event, RawMessage, Reason, Rejection, decode_batch
 from stream_monitor.core.model import ModelMonitor, row_message
@@ -80,18 +81,60 @@ def ingest(messages: Sequence[RawMessage], spec: SpecLike | None = None) -> Inge
     Features the spec declares numeric are checked here, where the original
     message is still at hand for the dead-letter topic; types inferred from
     traffic can only be checked by the model's evaluator.
+
+    Events are decoded by shape groups (:mod:`stream_monitor.core.bulk`); the
+    result is exactly :func:`ingest_per_event`'s, only faster.
     """
-    consumed: Counter = Counter()
-    progress: dict[tuple[str, int], int] = {}
-    for message in messages:
-        consumed[message.topic] += 1
-        key = (message.topic, message.partition)
-        progress[key] = max(progress.get(key, -1), message.offset)
+    consumed, progress = _consumed(messages)
+    with gc_paused():
+        decoded = decode_columns(messages, _declared_numeric(spec))
+        rejections = decoded.rejections
+        events = decoded.events
+        if spec is not None and events:
+            kept = {id(e) for e in _check_declared_types([e for _, e in events], spec, rejections)}
+            events = [(i, e) for i, e in events if id(e) in kept]
+        by_model = decoded.parts
+        for model, indexed in _by_model(events).items():
+            by_model.setdefault(model, []).append(events_part(indexed))
+        first_row = {model: min(p.rows[0] for p in parts) for model, parts in by_model.items()}
+        batches = [assemble(model, by_model[model], progress) for model in sorted(by_model, key=first_row.__getitem__)]
+    return IngestResult(batches, rejections, consumed)
+
+
+def ingest_per_event(messages: Sequence[RawMessage], spec: SpecLike | None = None) -> IngestResult:
+    """:func:`ingest` one event at a time: the reference the shape-group path must match, byte for byte."""
+    consumed, progress = _consumed(messages)
     decoded = decode_batch(messages)
     events, rejections = decoded.events, list(decoded.rejections)
     if spec is not None:
         events = _check_declared_types(events, spec, rejections)
     return IngestResult(build_model_batches(events, progress), rejections, consumed)
+
+
+def _consumed(messages: Sequence[RawMessage]) -> tuple[Counter, dict[tuple[str, int], int]]:
+    """Messages per topic, and the highest offset seen per (topic, partition)."""
+    topics = [m.topic for m in messages]
+    progress = dict.fromkeys(zip(topics, [m.partition for m in messages]), -1)
+    for key, offset in zip(zip(topics, [m.partition for m in messages]), [m.offset for m in messages]):
+        if offset > progress[key]:
+            progress[key] = offset
+    return Counter(topics), progress
+
+
+def _declared_numeric(spec: SpecLike | None) -> Callable[[str], list[str]]:
+    def numeric(model: str) -> list[str]:
+        if spec is None:
+            return []
+        return [name for name, kind in spec.model(model).feature_types.items() if kind == "numeric"]
+
+    return numeric
+
+
+def _by_model(events: list[tuple[int, Event]]) -> dict[str, list[tuple[int, Event]]]:
+    grouped: dict[str, list[tuple[int, Event]]] = {}
+    for i, event in events:
+        grouped.setdefault(event.model, []).append((i, event))
+    return grouped
 
 
 def _check_declared_types(events: list[Event], spec: SpecLike, rejections: list[Rejection]) -> list[Event]:

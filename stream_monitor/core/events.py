@@ -153,6 +153,11 @@ def decode_event(message: RawMessage, max_event_bytes: int = MAX_EVENT_BYTES) ->
     before the value it bounds is used, and details quote input only in
     bounded, escaped form (see :func:`_quote`).
     """
+    return event_from_document(parse_message(message, max_event_bytes), message)
+
+
+def parse_message(message: RawMessage, max_event_bytes: int = MAX_EVENT_BYTES) -> object:
+    """The message's JSON document (any JSON value); raises ``_Invalid`` if it has none."""
     raw = message.value
     if not raw:
         raise _Invalid(Reason.EMPTY, "message has no value; producers must send one JSON event per message")
@@ -163,9 +168,13 @@ def decode_event(message: RawMessage, max_event_bytes: int = MAX_EVENT_BYTES) ->
             "send one prediction per message (raise max_event_bytes only if events really are this large)",
         )
     try:
-        doc = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise _not_json(exc) from None
+
+
+def event_from_document(doc: object, message: RawMessage) -> Event:
+    """The rest of :func:`decode_event`, for a document already parsed by :func:`parse_message`."""
     if type(doc) is not dict:
         raise _Invalid(
             Reason.NOT_AN_OBJECT, f"top-level JSON is a {_json_type(doc)}; each message must be one JSON object (an event)"
