@@ -28,14 +28,13 @@ from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.stats.cusum import TwoSidedCusum
 from stream_monitor.stats.reference import NumericReference, summarize
 from stream_monitor.stats.two_sample import (
-    bin_counts,
     category_share_test,
     chi_square_2xk,
-    ks_2samp,
+    compare_windows,
     pool_cells,
     psi,
+    sorted_bin_counts,
     unseen_category_test,
-    wasserstein_1d,
 )
 from stream_monitor.stats.windows import BlockCounts, RingBuffer
 
@@ -156,7 +155,7 @@ class _Stream:
 
     def _advance(self, timestamps: np.ndarray, start: int, used: int) -> None:
         if self.seen % self.settings.evaluate_every == 0:
-            self.block_starts.extend(timestamps[start : start + 1])
+            self.block_starts.append(timestamps[start])
         self.seen += used
         self.last_timestamp = float(timestamps[start + used - 1])
 
@@ -212,6 +211,8 @@ class NumericStream(_Stream):
         #: Per closed block: sum of centred scores, sum of their squares.
         self.block_sums = RingBuffer(self.long_blocks, np.float64)
         self.block_squares = RingBuffer(self.long_blocks, np.float64)
+        #: Centred scores of the open block's values, kept as they are scored (see ``_close_block``).
+        self._block_scores = np.empty(settings.evaluate_every, dtype=np.float64)
         self._warmup: np.ndarray | None = np.empty(settings.reference_size, dtype=np.float64)
         self._warm_count = 0
         self.reference: NumericReference | None = None
@@ -245,10 +246,19 @@ class NumericStream(_Stream):
         detections: list[Detection] = []
         i = self.add_reference(values) if self.reference is None else 0
         n = len(values)
+        if i == n or self.reference is None:
+            return detections
         every = self.settings.evaluate_every
-        while i < n and self.reference is not None:
-            end = min(n, i + every - self.seen % every)
-            used = self.cusum.update(self._scores(values[i:end]))
+        # A value's score depends on the reference only: score the batch once,
+        # whatever the evaluation boundaries and alarms that split it below.
+        first = i
+        batch_scores = self._scores(values[first:])
+        while i < n:
+            offset = self.seen % every
+            end = min(n, i + every - offset)
+            scores = batch_scores[i - first : end - first]
+            used = self.cusum.update(scores)
+            self._block_scores[offset : offset + used] = scores[:used]
             self.window.extend(values[i : i + used])
             self._advance(timestamps, i, used)
             if self.cusum.drift_detected:
@@ -261,11 +271,19 @@ class NumericStream(_Stream):
         return detections
 
     def _close_block(self) -> None:
-        # Recomputed from the window rather than accumulated per batch: the
-        # sums then do not depend on where batches were cut, to the last bit.
-        z = self._scores(self.window.values()[-self.settings.evaluate_every :])
-        self.block_sums.extend(np.array([z.sum()]))
-        self.block_squares.extend(np.array([np.dot(z, z)]))
+        # Summed over the whole block's scores at once rather than accumulated
+        # per batch: the sums then do not depend on where batches were cut, to
+        # the last bit. A value's score does not depend on the batch either,
+        # so the scores kept as they came are the block's scores.
+        z = self._block_scores
+        self.block_sums.append(z.sum())
+        self.block_squares.append(np.dot(z, z))
+
+    def _rescore_open_block(self) -> None:
+        """Rebuild the open block's scores from the window (after a restore: they are not in the state)."""
+        open_values = self.seen % self.settings.evaluate_every
+        if self.reference is not None and open_values:
+            self._block_scores[:open_values] = self._scores(self.window.values()[-open_values:])
 
     def _sequential(self, position: int) -> list[Detection]:
         assert self.reference is not None
@@ -314,12 +332,12 @@ class NumericStream(_Stream):
         cal = self.calibration
         ref = self.reference
         assert ref is not None
-        current = self.window.values()
-        ks = ks_2samp(ref.sorted_values, current)
-        ref_cells, cur_cells = pool_cells(ref.counts, bin_counts(current, ref.edges), PSI_MIN_EXPECTED)
+        ordered = np.sort(self.window.values())
+        ks, distance = compare_windows(ref.sorted_values, ordered, presorted=True)
+        ref_cells, cur_cells = pool_cells(ref.counts, sorted_bin_counts(ordered, ref.edges), PSI_MIN_EXPECTED)
         psi_value = psi(ref_cells, cur_cells) if ref_cells.size > 1 else 0.0
-        psi_threshold = cal.psi_threshold(current.size, int(ref_cells.size), categorical=False)
-        wasserstein = wasserstein_1d(ref.sorted_values, current) / ref.scale
+        psi_threshold = cal.psi_threshold(ordered.size, int(ref_cells.size), categorical=False)
+        wasserstein = distance / ref.scale
         mean_test, variance_test, mean_fired, variance_fired = self._long_window()
         self.scores = {"ks": float(ks.statistic), "psi": psi_value, "wasserstein": wasserstein}
         tests = {
@@ -355,7 +373,7 @@ class NumericStream(_Stream):
                 p_value=p_value,
                 tests=tests,
                 reference=ref.summary(),
-                current=summarize(current),
+                current=summarize(self.window.values()),
                 window=self._window_info(),
             )
         )
@@ -388,6 +406,7 @@ class NumericStream(_Stream):
         # have changed since the checkpoint).
         cusum = dict(state["cusum"], k=stream.calibration.cusum_k, h=stream.calibration.cusum_h)
         stream.cusum = TwoSidedCusum.from_state(cusum)
+        stream._rescore_open_block()
         return stream
 
 

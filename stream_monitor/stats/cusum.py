@@ -12,10 +12,19 @@ S_t = max(0, S_{t-1} + x_t) is a Lindley recursion, and unrolling it gives
 (induction: max(0, C_{t+1} + M_t) = C_{t+1} + max(-C_{t+1}, M_t) with
 M_t = max(S_0, max_{s<=t} -C_s)). That is one cumsum and one running minimum
 per side, so a batch of thousands of events costs a few numpy calls.
+
+Why integers: in floating point the closed form rounds differently from the
+recursion, and differently again when a stream is cut into batches at other
+places (a restart after a crash, a slower poll), so a replayed stream ended
+with sums that differed in the last bits. The scores are therefore summed as
+fixed-point integers (units of 2^-32, far below any meaningful shift); integer
+sums are exact and associative, so the sums after any cut of the stream into
+batches are the recursion's, to the last bit.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,11 +35,25 @@ _FIRST_CHUNK = 256
 _MAX_CHUNK = 65_536
 
 
-def _lindley_path(increments: np.ndarray, start: float) -> np.ndarray:
-    """S_1..S_n of S_t = max(0, S_{t-1} + x_t) from S_0 = start, vectorized."""
-    cumulative = np.cumsum(increments)
-    floor = np.minimum.accumulate(cumulative)
-    np.minimum(floor, -start, out=floor)
+#: Fixed-point unit of the sums: 2^-32 of a standard deviation (see the module doc).
+_UNIT = 2.0**32
+#: Row 0 runs the upward sum on increments z - k, row 1 the downward one on -z - k.
+_SIDES = np.array([[1], [-1]], dtype=np.int64)
+
+
+def _to_units(value: float) -> int:
+    return int(round(value * _UNIT))
+
+
+def _lindley_path(increments: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """S_1..S_n of S_t = max(0, S_{t-1} + x_t) from S_0 = start, vectorized (integers: exact).
+
+    Along the last axis: the upper and lower sums run as the two rows of one
+    array, in half the numpy calls.
+    """
+    cumulative = np.cumsum(increments, axis=-1)
+    floor = np.minimum.accumulate(cumulative, axis=-1)
+    np.minimum(floor, np.negative(start), out=floor)
     return cumulative - floor
 
 
@@ -49,7 +72,7 @@ class TwoSidedCusum:
     therefore the same however a stream is cut into batches.
     """
 
-    __slots__ = ("_k", "_h", "_upper", "_lower", "_drift_detected", "_direction")
+    __slots__ = ("_k", "_h", "_k_units", "_h_units", "_upper_units", "_lower_units", "_drift_detected", "_direction")
 
     def __init__(self, k: float, h: float) -> None:
         if not k >= 0.0:
@@ -58,8 +81,11 @@ class TwoSidedCusum:
             raise ValueError(f"CUSUM decision interval h must be positive, got {h}")
         self._k = float(k)
         self._h = float(h)
-        self._upper = 0.0
-        self._lower = 0.0
+        self._k_units = _to_units(self._k)
+        # S > h exactly when S in units exceeds floor(h in units): S is an integer.
+        self._h_units = math.floor(self._h * _UNIT)
+        self._upper_units = 0
+        self._lower_units = 0
         self._drift_detected = False
         self._direction: str | None = None
 
@@ -74,17 +100,17 @@ class TwoSidedCusum:
     @property
     def upper(self) -> float:
         """S+: accumulated evidence that the mean went up."""
-        return self._upper
+        return self._upper_units / _UNIT
 
     @property
     def lower(self) -> float:
         """S-: accumulated evidence that the mean went down."""
-        return self._lower
+        return self._lower_units / _UNIT
 
     @property
     def statistic(self) -> float:
         """The larger of the two sums, i.e. how close the detector is to firing."""
-        return max(self._upper, self._lower)
+        return max(self._upper_units, self._lower_units) / _UNIT
 
     @property
     def drift_detected(self) -> bool:
@@ -108,25 +134,27 @@ class TwoSidedCusum:
         if z.size == 0:
             return 0
         if self._drift_detected:
-            self._upper = self._lower = 0.0
+            self._upper_units = self._lower_units = 0
             self._drift_detected = False
             self._direction = None
 
         # Scan in chunks that start small and double: an alarm early in a big
         # batch then costs about as much as the values it consumed, and the
-        # cumulative sums stay short enough for rounding to stay ~1e-12.
+        # cumulative sums stay far from the int64 range (65,536 x 2^34).
         start, size = 0, _FIRST_CHUNK
         while start < z.size:
-            chunk = z[start : start + size]
-            upper = _lindley_path(chunk - self._k, self._upper)
-            lower = _lindley_path(-chunk - self._k, self._lower)
-            alarms = np.flatnonzero((upper > self._h) | (lower > self._h))
-            last = int(alarms[0]) if alarms.size else chunk.size - 1
-            self._upper = float(upper[last])
-            self._lower = float(lower[last])
-            if alarms.size:
+            chunk = np.rint(z[start : start + size] * _UNIT).astype(np.int64)
+            increments = chunk * _SIDES
+            increments -= self._k_units
+            paths = _lindley_path(increments, np.array([[self._upper_units], [self._lower_units]], dtype=np.int64))
+            over = self._h_units
+            alarms = np.flatnonzero((paths > over).any(axis=0)) if paths.max() > over else ()
+            last = int(alarms[0]) if len(alarms) else chunk.size - 1
+            self._upper_units = int(paths[0, last])
+            self._lower_units = int(paths[1, last])
+            if len(alarms):
                 self._drift_detected = True
-                self._direction = "up" if self._upper >= self._lower else "down"
+                self._direction = "up" if self._upper_units >= self._lower_units else "down"
                 return start + last + 1
             start += chunk.size
             size = min(2 * size, _MAX_CHUNK)
@@ -136,8 +164,8 @@ class TwoSidedCusum:
         return {
             "k": self._k,
             "h": self._h,
-            "upper": self._upper,
-            "lower": self._lower,
+            "upper": self.upper,
+            "lower": self.lower,
             "drift_detected": self._drift_detected,
             "direction": self._direction,
         }
@@ -145,8 +173,10 @@ class TwoSidedCusum:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "TwoSidedCusum":
         detector = cls(state["k"], state["h"])
-        detector._upper = float(state["upper"])
-        detector._lower = float(state["lower"])
+        # Exact: the stored floats are integers times 2^-32 (< 2^53); an older
+        # checkpoint's floats round to the nearest unit.
+        detector._upper_units = _to_units(float(state["upper"]))
+        detector._lower_units = _to_units(float(state["lower"]))
         detector._drift_detected = bool(state["drift_detected"])
         detector._direction = state["direction"]
         return detector

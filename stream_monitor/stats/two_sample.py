@@ -22,9 +22,11 @@ __all__ = [
     "ChiSquareResult",
     "ks_2samp",
     "wasserstein_1d",
+    "compare_windows",
     "psi",
     "quantile_bin_edges",
     "bin_counts",
+    "sorted_bin_counts",
     "chi_square_2xk",
     "pool_cells",
     "UnseenResult",
@@ -89,17 +91,6 @@ def _as_sample(values: np.ndarray, name: str) -> np.ndarray:
     return sample
 
 
-def _ecdf_gap(reference_sorted: np.ndarray, current_sorted: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """F_ref(at) - F_cur(at), both right-continuous ECDFs.
-
-    side='right' counts values <= t, which is what makes ties come out the
-    same as in scipy: a tied value moves both ECDFs at the same point.
-    """
-    cdf_ref = np.searchsorted(reference_sorted, at, side="right") / reference_sorted.size
-    cdf_cur = np.searchsorted(current_sorted, at, side="right") / current_sorted.size
-    return cdf_ref - cdf_cur
-
-
 def ks_2samp(reference_sorted: np.ndarray, current: np.ndarray) -> KSResult:
     """Two-sided two-sample Kolmogorov-Smirnov test, reference already sorted.
 
@@ -113,20 +104,7 @@ def ks_2samp(reference_sorted: np.ndarray, current: np.ndarray) -> KSResult:
     The unit tests pin these tolerances down. With ties the true test is
     conservative and so is this p-value.
     """
-    reference_sorted = _as_sample(reference_sorted, "reference")
-    current_sorted = np.sort(_as_sample(current, "current"))
-    pooled = np.concatenate((reference_sorted, current_sorted))
-    gap = _ecdf_gap(reference_sorted, current_sorted, pooled)
-    m, n = reference_sorted.size, current_sorted.size
-    # The gap is always a multiple of 1 / lcm(m, n); snapping to it removes
-    # the rounding noise of the two divisions (identical samples give exactly
-    # 0, equal gaps compare equal), and is what scipy reports by default.
-    lcm = math.lcm(m, n)
-    raw = float(max(np.max(gap), -np.min(gap), 0.0))
-    statistic = round(raw * lcm) / lcm
-    root_en = math.sqrt(m * n / (m + n))
-    p_value = kolmogorov_sf((root_en + 0.12 + 0.11 / root_en) * statistic)
-    return KSResult(statistic=statistic, p_value=p_value)
+    return compare_windows(reference_sorted, current)[0]
 
 
 def wasserstein_1d(reference_sorted: np.ndarray, current: np.ndarray) -> float:
@@ -138,12 +116,59 @@ def wasserstein_1d(reference_sorted: np.ndarray, current: np.ndarray) -> float:
     the units of the feature; callers divide by the reference spread to get an
     effect size comparable across features.
     """
+    return compare_windows(reference_sorted, current)[1]
+
+
+def compare_windows(reference_sorted: np.ndarray, current: np.ndarray, presorted: bool = False) -> tuple[KSResult, float]:
+    """:func:`ks_2samp` and :func:`wasserstein_1d` from one merge of the two samples.
+
+    Both read the same thing, the gap between the two ECDFs along the pooled
+    support, so the current window is sorted once and merged into the
+    reference (already sorted) once. ``presorted`` says ``current`` is
+    already ascending.
+    """
     reference_sorted = _as_sample(reference_sorted, "reference")
-    current_sorted = np.sort(_as_sample(current, "current"))
-    support = np.sort(np.concatenate((reference_sorted, current_sorted)))
-    widths = np.diff(support)
-    gap = _ecdf_gap(reference_sorted, current_sorted, support[:-1])
-    return float(np.sum(np.abs(gap) * widths))
+    current_sorted = _as_sample(current, "current")
+    if not presorted:
+        current_sorted = np.sort(current_sorted)
+    support, gap = _merged_ecdf_gap(reference_sorted, current_sorted)
+    m, n = reference_sorted.size, current_sorted.size
+    widths = support[1:] - support[:-1]
+    # Within a run of tied values the partial counts are no ECDF value, but
+    # their width is 0: the area, and the KS statistic, only read the gap at
+    # the end of each run (at the very end both ECDFs are 1: a gap of 0).
+    distances = np.abs(gap[:-1])
+    wasserstein = float(np.sum(distances * widths))
+    raw = float(np.max(distances, where=widths > 0.0, initial=0.0))
+    # The gap is always a multiple of 1 / lcm(m, n); snapping to it removes
+    # the rounding noise of the two divisions (identical samples give exactly
+    # 0, equal gaps compare equal), and is what scipy reports by default.
+    lcm = math.lcm(m, n)
+    statistic = round(raw * lcm) / lcm
+    root_en = math.sqrt(m * n / (m + n))
+    p_value = kolmogorov_sf((root_en + 0.12 + 0.11 / root_en) * statistic)
+    return KSResult(statistic=statistic, p_value=p_value), wasserstein
+
+
+def _merged_ecdf_gap(reference_sorted: np.ndarray, current_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled sorted support, and F_ref - F_cur counted up to each of its positions.
+
+    At the last position of a run of equal values the counts are those of
+    right-continuous ECDFs (values <= t), which is what makes ties come out
+    the same as in scipy: a tied value moves both ECDFs at the same point.
+    The divisions are the same as counting with searchsorted(side='right'),
+    so the gaps are the same floats.
+    """
+    m, n = reference_sorted.size, current_sorted.size
+    slots = np.searchsorted(reference_sorted, current_sorted, side="left")
+    slots += np.arange(n)
+    from_reference = np.ones(m + n, dtype=bool)
+    from_reference[slots] = False
+    # Two ascending runs: a stable sort (timsort) merges them in one pass.
+    support = np.sort(np.concatenate((reference_sorted, current_sorted)), kind="stable")
+    reference_counts = np.cumsum(from_reference, dtype=np.int64)
+    current_counts = np.arange(1, m + n + 1, dtype=np.int64) - reference_counts
+    return support, reference_counts / m - current_counts / n
 
 
 def psi(reference_counts: np.ndarray, current_counts: np.ndarray, epsilon: float = 1e-4) -> float:
@@ -202,6 +227,14 @@ def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """
     index = np.searchsorted(edges, np.asarray(values, dtype=np.float64), side="right")
     return np.bincount(index, minlength=len(edges) + 1).astype(np.int64, copy=False)
+
+
+def sorted_bin_counts(values_sorted: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """:func:`bin_counts` of values already ascending: one search per edge, not per value."""
+    bounds = np.empty(edges.size + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, values_sorted.size
+    bounds[1:-1] = np.searchsorted(values_sorted, edges, side="left")
+    return bounds[1:] - bounds[:-1]
 
 
 def chi_square_2xk(reference_counts: np.ndarray, current_counts: np.ndarray) -> ChiSquareResult:
@@ -263,6 +296,10 @@ def pool_cells(
     totals = reference + current
     expected = totals * (min(n, m) / (n + m))
     keep = expected >= min_expected
+    if keep.all():
+        # Nothing to pool (the usual case of a numeric stream's PSI bins).
+        kept = (reference.copy(), current.copy())
+        return (*kept, np.arange(reference.size)) if return_codes else kept
     sparse = ~keep & (totals > 0)
     codes = np.flatnonzero(keep)
     kept_reference, kept_current = reference[keep], current[keep]

@@ -73,6 +73,14 @@ class RingBuffer:
         self._head = (self._head + count) % capacity
         self._size = min(self._size + count, capacity)
 
+    def append(self, value: float) -> None:
+        """Append one value: what ``extend`` does with a 1-element batch, without the array."""
+        capacity = self._buffer.size
+        self._buffer[self._head] = value
+        self._head = (self._head + 1) % capacity
+        self._size = min(self._size + 1, capacity)
+        self._total += 1
+
     def values(self) -> np.ndarray:
         """A copy of the window, oldest first."""
         if self._size < self._buffer.size:

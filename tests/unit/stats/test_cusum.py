@@ -134,3 +134,39 @@ def test_rejects_bad_parameters():
         TwoSidedCusum(-0.1, 5.0)
     with pytest.raises(ValueError):
         TwoSidedCusum(0.5, 0.0)
+
+
+def test_sums_are_identical_to_the_last_bit_however_the_stream_is_cut():
+    # A restarted worker cuts a stream into batches at other places than an
+    # uninterrupted one; its checkpointed sums must still be the same bits.
+    rng = np.random.default_rng(77)
+    z = rng.normal(0.3, 1.0, 30_000)
+    whole = TwoSidedCusum(0.5, 8.0)
+    alarms_whole = _alarm_positions(whole, [z])
+    for seed in range(5):
+        cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, z.size), size=40, replace=False))
+        cut = TwoSidedCusum(0.5, 8.0)
+        assert _alarm_positions(cut, np.split(z, cuts)) == alarms_whole
+        assert (cut.upper, cut.lower) == (whole.upper, whole.lower)
+    assert len(alarms_whole) > 10
+    # A sum that never resets (no allowance, a slow upward drift) keeps every
+    # rounding it ever made: the sharpest check.
+    drifting = rng.normal(0.05, 1.0, 30_000)
+    long_whole = TwoSidedCusum(0.0, 1e9)
+    long_whole.update(drifting)
+    long_cut = TwoSidedCusum(0.0, 1e9)
+    for piece in np.split(drifting, np.arange(997, drifting.size, 997)):
+        long_cut.update(piece)
+    assert long_cut.upper == long_whole.upper > 1000.0
+
+
+def _alarm_positions(detector, pieces):
+    positions, offset = [], 0
+    for piece in pieces:
+        i = 0
+        while i < piece.size:
+            i += detector.update(piece[i:])
+            if detector.drift_detected:
+                positions.append(offset + i - 1)
+        offset += piece.size
+    return positions
