@@ -190,13 +190,7 @@ def event_from_document(doc: object, message: RawMessage) -> Event:
             Reason.MISSING_FIELD,
             "field 'features' is missing or null; every event must have it (an object of name -> number | string | bool | null)",
         )
-    if type(features) is not dict:
-        raise _Invalid(Reason.WRONG_TYPE, f"'features' must be an object of name -> value, got {_describe(features)}")
-    if len(features) > MAX_FEATURES:
-        raise _Invalid(
-            Reason.WRONG_TYPE,
-            f"'features' has {len(features)} entries, over the limit of {MAX_FEATURES}; send only the model's inputs",
-        )
+    _check_object(features, "features", "name -> value", MAX_FEATURES, "entries", "send only the model's inputs")
     # The hot loop of the service: one iteration per feature of every event,
     # so the common cases (float, int, str, None) are dispatched inline.
     clean_features: dict[str, FeatureValue] = {}
@@ -220,13 +214,7 @@ def event_from_document(doc: object, message: RawMessage) -> Event:
 
     scores = doc.get("scores")
     if scores is not None:
-        if type(scores) is not dict:
-            raise _Invalid(Reason.WRONG_TYPE, f"'scores' must be an object of class -> probability, got {_describe(scores)}")
-        if len(scores) > MAX_SCORES:
-            raise _Invalid(
-                Reason.WRONG_TYPE,
-                f"'scores' has {len(scores)} classes, over the limit of {MAX_SCORES}; send the scores of the top classes only",
-            )
+        _check_object(scores, "scores", "class -> probability", MAX_SCORES, "classes", "send the scores of the top classes only")
         clean_scores: dict[str, float] = {}
         for cls, value in scores.items():
             if len(cls) > MAX_NAME_CHARS:
@@ -243,14 +231,7 @@ def event_from_document(doc: object, message: RawMessage) -> Event:
     segment = doc.get("segment")
     clean_segment: dict[str, str] = {}
     if segment is not None:
-        if type(segment) is not dict:
-            raise _Invalid(Reason.WRONG_TYPE, f"'segment' must be an object of key -> string, got {_describe(segment)}")
-        if len(segment) > MAX_SEGMENT_ENTRIES:
-            raise _Invalid(
-                Reason.WRONG_TYPE,
-                f"'segment' has {len(segment)} keys, over the limit of {MAX_SEGMENT_ENTRIES}; "
-                "send only the keys of the populations to watch",
-            )
+        _check_object(segment, "segment", "key -> string", MAX_SEGMENT_ENTRIES, "keys", "send only the keys of the populations to watch")
         for key, value in segment.items():
             if len(key) > MAX_NAME_CHARS:
                 raise _long_name("segment", key)
@@ -440,6 +421,14 @@ def _quote(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
 def _field(parent: str, name: str) -> str:
     """How a detail names a field, e.g. ``'features.income'``."""
     return f"'{parent}.{_quote(name)}'"
+
+
+def _check_object(value: object, name: str, content: str, limit: int, entries: str, hint: str) -> None:
+    """The checks every object field of an event shares: it is an object, and not an unbounded one."""
+    if type(value) is not dict:
+        raise _Invalid(Reason.WRONG_TYPE, f"'{name}' must be an object of {content}, got {_describe(value)}")
+    if len(value) > limit:
+        raise _Invalid(Reason.WRONG_TYPE, f"'{name}' has {len(value)} {entries}, over the limit of {limit}; {hint}")
 
 
 def _long_name(parent: str, name: str) -> _Invalid:

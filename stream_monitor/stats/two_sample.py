@@ -317,6 +317,18 @@ def pool_cells(
         return kept_reference, kept_current, codes
     return kept_reference, kept_current
 
+
+def _count_pair(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Reference and current counts per cell as int64, with their totals n and m (both positive)."""
+    reference = np.asarray(reference_counts, dtype=np.int64)
+    current = np.asarray(current_counts, dtype=np.int64)
+    if reference.shape != current.shape or reference.ndim != 1:
+        raise ValueError(f"counts must match, got shapes {reference.shape} and {current.shape}")
+    n, m = int(reference.sum()), int(current.sum())
+    if n <= 0 or m <= 0:
+        raise ValueError("the test needs at least one count on each side")
+    return reference, current, n, m
+
 def unseen_category_test(reference_counts: np.ndarray, current_counts: np.ndarray) -> UnseenResult:
     """Are there more values of never-seen categories than chance explains?
 
@@ -333,13 +345,7 @@ def unseen_category_test(reference_counts: np.ndarray, current_counts: np.ndarra
     count and stay quiet; a single category appearing at a few percent, which
     a random split would almost never hide from the reference, is significant.
     """
-    reference = np.asarray(reference_counts, dtype=np.int64)
-    current = np.asarray(current_counts, dtype=np.int64)
-    if reference.shape != current.shape or reference.ndim != 1:
-        raise ValueError(f"counts must match, got shapes {reference.shape} and {current.shape}")
-    n, m = int(reference.sum()), int(current.sum())
-    if n <= 0 or m <= 0:
-        raise ValueError("the test needs at least one count on each side")
+    reference, current, n, m = _count_pair(reference_counts, current_counts)
     observed = int(current[reference == 0].sum())
     if observed == 0:
         return UnseenResult(0, 0.0, 1.0)
@@ -413,13 +419,7 @@ def category_share_test(reference_counts: np.ndarray, current_counts: np.ndarray
     number of cells (one test per cell). Pass cells already pooled
     (:func:`pool_cells`); cells empty on both sides are ignored.
     """
-    reference = np.asarray(reference_counts, dtype=np.int64)
-    current = np.asarray(current_counts, dtype=np.int64)
-    if reference.shape != current.shape or reference.ndim != 1:
-        raise ValueError(f"counts must match, got shapes {reference.shape} and {current.shape}")
-    n, m = int(reference.sum()), int(current.sum())
-    if n <= 0 or m <= 0:
-        raise ValueError("the test needs at least one count on each side")
+    reference, current, n, m = _count_pair(reference_counts, current_counts)
     totals = reference + current
     cells = int(np.count_nonzero(totals))
     if cells < 2:
