@@ -21,6 +21,8 @@ import numpy as np
 
 from stream_monitor.core.alerts import Alert, alert_id, iso_time
 from stream_monitor.core.columns import ModelBatch
+from stream_monitor.core.evaluations import NumericEvaluations
+from stream_monitor.core.numeric_batch import advance_streams
 from stream_monitor.core.events import RawMessage, Reason, Rejection
 from stream_monitor.core.resequencer import Resequencer
 from stream_monitor.core.segments import SegmentSlots
@@ -161,7 +163,12 @@ class ModelMonitor:
             self.events += len(batch)
         self._record_times(batch, outcome)
         groups = self._segment_groups(batch, outcome)
+        # Numeric streams file their due windows here and get their verdicts
+        # once all of them are tested together (see core.evaluations).
+        evaluations = NumericEvaluations(self.detection)
+        updated: list[tuple[Signal, tuple[str, str], StreamKey, NumericStream | CategoricalStream, np.ndarray, list[Detection] | None]] = []
         for signal, values, present in self._columns(batch):
+            numeric: tuple[list[NumericStream], list[np.ndarray], list[np.ndarray]] = ([], [], [])
             for segment, index in groups:
                 index = index[present[index]]
                 if not len(index):
@@ -172,15 +179,25 @@ class ModelMonitor:
                     if not stream.ready:
                         stream.add_reference(values[index])
                     continue
-                detections = stream.update(values[index], batch.timestamp[index])
-                self._track_drifting(key, stream)
-                for detection in detections:
-                    occurrence = self._occurrence(key, detection.severity)
-                    row = int(index[detection.position])
-                    outcome.alerts.append(self._alert(signal, segment, detection, batch, row, occurrence, now))
-                if segment == ALL and stream.scores:
-                    for statistic, value in stream.scores.items():
-                        outcome.scores[(signal.name, statistic)] = value
+                if isinstance(stream, NumericStream):
+                    for column, part in zip(numeric, (stream, values[index], batch.timestamp[index])):
+                        column.append(part)
+                    updated.append((signal, segment, key, stream, index, None))
+                else:
+                    updated.append((signal, segment, key, stream, index, stream.update(values[index], batch.timestamp[index])))
+            advance_streams(*numeric, evaluations)
+        for signal, segment, key, stream, index, detections in updated:
+            if detections is None:
+                assert isinstance(stream, NumericStream)
+                detections = stream.resolve(evaluations)
+            self._track_drifting(key, stream)
+            for detection in detections:
+                occurrence = self._occurrence(key, detection.severity)
+                row = int(index[detection.position])
+                outcome.alerts.append(self._alert(signal, segment, detection, batch, row, occurrence, now))
+            if segment == ALL and stream.scores:
+                for statistic, value in stream.scores.items():
+                    outcome.scores[(signal.name, statistic)] = value
         return outcome
 
     def _drop_replayed(self, batch: ModelBatch, outcome: ModelOutcome) -> ModelBatch:

@@ -24,6 +24,7 @@ import numpy as np
 
 from stream_monitor.calibration import CHI_SQUARE_MIN_EXPECTED, PSI_MIN_EXPECTED
 from stream_monitor.core.alerts import Severity, iso_time
+from stream_monitor.core.evaluations import NumericEvaluations, WindowStatistics
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.stats.cusum import TwoSidedCusum
 from stream_monitor.stats.reference import NumericReference, summarize
@@ -39,6 +40,8 @@ from stream_monitor.stats.two_sample import (
 from stream_monitor.stats.windows import BlockCounts, RingBuffer
 
 OTHER_CATEGORY = "__other__"
+#: A window as an alert describes it: values in it, first and last event time (epoch seconds).
+_WindowInfo = tuple[int, float | None, float]
 
 
 @dataclass(slots=True)
@@ -203,6 +206,12 @@ class NumericStream(_Stream):
     heavy-tailed and discrete features; ties get mid-ranks, and the scores are
     centred on (not scaled by) what the reference itself shows, so tied
     features only ever make the detectors more conservative.
+
+    A batch is taken in two steps so that a model's streams can share the
+    window tests (see ``core.evaluations``): :meth:`advance` updates the state
+    and files the windows that fell due; :meth:`resolve` reads their
+    statistics back and turns them, and any CUSUM alarm, into detections in
+    the order the values came. :meth:`update` does both for a stream alone.
     """
 
     def __init__(self, settings: DetectionSettings) -> None:
@@ -211,12 +220,18 @@ class NumericStream(_Stream):
         #: Per closed block: sum of centred scores, sum of their squares.
         self.block_sums = RingBuffer(self.long_blocks, np.float64)
         self.block_squares = RingBuffer(self.long_blocks, np.float64)
-        #: Centred scores of the open block's values, kept as they are scored (see ``_close_block``).
-        self._block_scores = np.empty(settings.evaluate_every, dtype=np.float64)
         self._warmup: np.ndarray | None = np.empty(settings.reference_size, dtype=np.float64)
         self._warm_count = 0
         self.reference: NumericReference | None = None
+        #: Ranks of the window's values in the reference (see ``NumericReference.ranks``):
+        #: derived from the window, so not part of the state.
+        self._below: RingBuffer | None = None
+        self._at_or_below: RingBuffer | None = None
         self.cusum = TwoSidedCusum(self.calibration.cusum_k, self.calibration.cusum_h)
+        #: What :meth:`advance` left for :meth:`resolve`: (position, kind, details), and
+        #: where in its batch the values after the reference started, and how many there were.
+        self._steps: list[tuple[int, int, Any]] = []
+        self._offset = self._advanced = 0
 
     @property
     def ready(self) -> bool:
@@ -234,67 +249,205 @@ class NumericStream(_Stream):
         self._warmup[self._warm_count : self._warm_count + take] = values[:take]
         self._warm_count += take
         if self._warm_count == len(self._warmup):
-            self.reference = NumericReference(self._warmup)
+            self._freeze(NumericReference(self._warmup))
             self._warmup = None
         return take
 
-    def _scores(self, values: np.ndarray) -> np.ndarray:
-        assert self.reference is not None
-        return self.reference.normal_scores(values) - self.reference.score_mean
+    def _freeze(self, reference: NumericReference) -> None:
+        self.reference = reference
+        self._below = RingBuffer(self.settings.window_size, reference.rank_dtype)
+        self._at_or_below = RingBuffer(self.settings.window_size, reference.rank_dtype)
 
     def update(self, values: np.ndarray, timestamps: np.ndarray) -> list[Detection]:
-        detections: list[Detection] = []
+        """Take a batch of this stream's values and return its detections."""
+        evaluations = NumericEvaluations(self.settings)
+        self.advance(values, timestamps, evaluations)
+        return self.resolve(evaluations)
+
+    def advance(self, values: np.ndarray, timestamps: np.ndarray, evaluations: NumericEvaluations) -> None:
+        """Update the state with a batch; file its due windows with ``evaluations``.
+
+        Everything here is whole-batch arithmetic: the CUSUM over the batch
+        (split only at its alarms), the windows extended once, each closed
+        block's sums from that block's scores. A value's score and ranks
+        depend on the reference alone and the block sums on the block's
+        scores alone, so the state after a batch is the same, to the last
+        bit, however the stream was cut into batches.
+        """
+        part = self._after_reference(values, timestamps)
+        if part is None:
+            return
+        values, timestamps = part
+        assert self.reference is not None
+        below, at_or_below = self.reference.ranks(values)
+        z = self.reference.scores_from_ranks(below, at_or_below) - self.reference.score_mean
+        self._absorb(values, timestamps, below, at_or_below, z, self._run_cusum(z), evaluations)
+
+    def _after_reference(self, values: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fill the reference from the front of a batch; the rest, if any (and the reference is ready)."""
+        self._steps = []
         i = self.add_reference(values) if self.reference is None else 0
-        n = len(values)
-        if i == n or self.reference is None:
-            return detections
+        if i == len(values) or self.reference is None:
+            return None
+        self._offset = i
+        return values[i:], timestamps[i:]
+
+    def _absorb(
+        self,
+        values: np.ndarray,
+        timestamps: np.ndarray,
+        below: np.ndarray,
+        at_or_below: np.ndarray,
+        z: np.ndarray,
+        alarms: list[tuple[int, float, str | None]],
+        evaluations: NumericEvaluations,
+    ) -> None:
+        """Everything but the CUSUM, for values after the reference with their ranks and scores."""
+        assert self._below is not None and self._at_or_below is not None
+        count = len(values)
         every = self.settings.evaluate_every
-        # A value's score depends on the reference only: score the batch once,
-        # whatever the evaluation boundaries and alarms that split it below.
-        first = i
-        batch_scores = self._scores(values[first:])
-        while i < n:
-            offset = self.seen % every
-            end = min(n, i + every - offset)
-            scores = batch_scores[i - first : end - first]
-            used = self.cusum.update(scores)
-            self._block_scores[offset : offset + used] = scores[:used]
-            self.window.extend(values[i : i + used])
-            self._advance(timestamps, i, used)
+        seen = self.seen
+        # Blocks: the open one (its first values came in an earlier batch, and
+        # their ranks are the newest in the window) closes first.
+        open_values = seen % every
+        closes = range(every - open_values - 1, count, every)
+        starts = range((-seen) % every, count, every)
+        sums = squares = None
+        if closes:
+            closed = z[: closes[-1] + 1]
+            if open_values:
+                closed = np.concatenate((self._open_block_scores(open_values), closed))
+            blocks = closed.reshape(len(closes), every)
+            sums, squares = blocks.sum(axis=1), (blocks * blocks).sum(axis=1)
+        if alarms or closes:
+            self._file_steps(values, timestamps, below, at_or_below, alarms, closes, starts, sums, squares, evaluations)
+        self.window.extend(values)
+        self._below.extend(below)
+        self._at_or_below.extend(at_or_below)
+        if sums is not None:
+            self.block_sums.extend(sums)
+            self.block_squares.extend(squares)
+        for p in starts:
+            self.block_starts.append(timestamps[p])
+        self.seen += count
+        self.last_timestamp = float(timestamps[-1])
+        self._advanced = count
+
+    def _run_cusum(self, z: np.ndarray) -> list[tuple[int, float, str | None]]:
+        """Feed the scores; (position, statistic, direction) of each alarm."""
+        alarms = []
+        done = 0
+        while done < z.size:
+            done += self.cusum.update(z[done:])
             if self.cusum.drift_detected:
-                detections += self._sequential(i + used - 1)
-            i += used
-            if self._block_closed():
-                self._close_block()
-                if self._at_evaluation():
-                    detections += self._evaluate(i - 1)
+                alarms.append((done - 1, float(self.cusum.statistic), self.cusum.direction))
+        return alarms
+
+    def _open_block_scores(self, open_values: int) -> np.ndarray:
+        assert self.reference is not None and self._below is not None and self._at_or_below is not None
+        below = self._below.values()[-open_values:]
+        at_or_below = self._at_or_below.values()[-open_values:]
+        return self.reference.scores_from_ranks(below, at_or_below) - self.reference.score_mean
+
+    def _file_steps(
+        self,
+        values: np.ndarray,
+        timestamps: np.ndarray,
+        below: np.ndarray,
+        at_or_below: np.ndarray,
+        alarms: list[tuple[int, float, str | None]],
+        closes: range,
+        starts: range,
+        sums: np.ndarray | None,
+        squares: np.ndarray | None,
+        evaluations: NumericEvaluations,
+    ) -> None:
+        """Record the batch's alarms and evaluations, with what their verdicts will need.
+
+        The window of each is cut from the old window followed by the batch;
+        its event times are kept as numbers, and turned into an alert's
+        ``window`` only for a detection.
+        """
+        assert self.reference is not None and self._below is not None and self._at_or_below is not None
+        settings = self.settings
+        m, every = settings.window_size, settings.evaluate_every
+        old = len(self.window)
+        seen = self.seen
+        held_starts = self.block_starts.values().tolist()
+        capacity = self.block_starts.capacity
+
+        def window_info(p: int) -> _WindowInfo:
+            begun = 0 if p < starts.start else min(len(starts), (p - starts.start) // every + 1)
+            held = (held_starts + [float(timestamps[q]) for q in starts[:begun]])[-capacity:]
+            return min(seen + p + 1, m), held[0] if held else None, float(timestamps[p])
+
+        history: np.ndarray | None = None
+        for p, statistic, direction in alarms:
+            if history is None:
+                history = np.concatenate((self.window.values(), values))
+            end = old + p + 1
+            current = history[max(0, end - m) : end]
+            self._steps.append((p, _SEQUENTIAL, (statistic, direction, current, window_info(p))))
+        due = [k for k, p in enumerate(closes) if seen + p + 1 >= m]
+        if not due:
+            return
+        assert sums is not None and squares is not None
+        ends = np.array([closes[k] + 1 for k in due])
+        if ends[0] >= m:
+            # Every window lies within this batch.
+            index = ends[:, None] + np.arange(-m, 0)
+            rows = (values[index], below[index], at_or_below[index])
+        else:
+            index = old + ends[:, None] + np.arange(-m, 0)
+            if history is None:
+                history = np.concatenate((self.window.values(), values))
+            rows = (
+                history[index],
+                np.concatenate((self._below.values(), below))[index],
+                np.concatenate((self._at_or_below.values(), at_or_below))[index],
+            )
+        first_row = evaluations.add(self.reference, *rows)
+        long_blocks = self.long_blocks
+        block_sums = self.block_sums.values().tolist() + sums.tolist()
+        block_squares = self.block_squares.values().tolist() + squares.tolist()
+        held_before = len(block_sums) - sums.size
+        for row, k in enumerate(due):
+            p = closes[k]
+            last = held_before + k + 1
+            first = max(0, last - long_blocks)
+            events = (last - first) * every
+            long = (math.fsum(block_sums[first:last]) / events, math.fsum(block_squares[first:last]) / events, events)
+            self._steps.append((p, _EVALUATION, (first_row + row, long, window_info(p))))
+
+    def resolve(self, evaluations: NumericEvaluations) -> list[Detection]:
+        """Verdicts on what :meth:`advance` filed, in the order of the values; clears them."""
+        steps, self._steps = self._steps, []
+        if not steps:
+            return []
+        steps.sort(key=lambda step: (step[0], step[1]))
+        results = evaluations.run() if any(kind == _EVALUATION for _, kind, _ in steps) else None
+        detections: list[Detection] = []
+        for p, kind, details in steps:
+            if kind == _SEQUENTIAL:
+                detections += self._sequential(p, details)
+            else:
+                assert results is not None
+                detections += self._evaluate(p, details, results)
         return detections
 
-    def _close_block(self) -> None:
-        # Summed over the whole block's scores at once rather than accumulated
-        # per batch: the sums then do not depend on where batches were cut, to
-        # the last bit. A value's score does not depend on the batch either,
-        # so the scores kept as they came are the block's scores.
-        z = self._block_scores
-        self.block_sums.append(z.sum())
-        self.block_squares.append(np.dot(z, z))
+    def _stream_position(self, p: int) -> int:
+        """Values the stream had seen once it took the batch's ``p``-th (after the reference), counting the reference."""
+        return self.reference_size + self.seen - self._advanced + p + 1
 
-    def _rescore_open_block(self) -> None:
-        """Rebuild the open block's scores from the window (after a restore: they are not in the state)."""
-        open_values = self.seen % self.settings.evaluate_every
-        if self.reference is not None and open_values:
-            self._block_scores[:open_values] = self._scores(self.window.values()[-open_values:])
-
-    def _sequential(self, position: int) -> list[Detection]:
+    def _sequential(self, p: int, details: tuple[float, str | None, np.ndarray, _WindowInfo]) -> list[Detection]:
         assert self.reference is not None
-        statistic, threshold = float(self.cusum.statistic), self.cusum.h
-        tests = {
-            "cusum": {"statistic": statistic, "threshold": threshold, "k": self.cusum.k, "direction": self.cusum.direction}
-        }
+        statistic, direction, current, window = details
+        threshold = self.cusum.h
+        tests = {"cusum": {"statistic": statistic, "threshold": threshold, "k": self.cusum.k, "direction": direction}}
         return self._gate(
             Detection(
-                position=position,
-                stream_position=self.reference_size + self.seen,
+                position=self._offset + p,
+                stream_position=self._stream_position(p),
                 detector="cusum",
                 severity=Severity.WARNING,
                 statistic=statistic,
@@ -302,23 +455,20 @@ class NumericStream(_Stream):
                 p_value=None,
                 tests=tests,
                 reference=self.reference.summary(),
-                current=summarize(self.window.values()),
-                window=self._window_info(),
+                current=summarize(current),
+                window=_window_payload(window),
             )
         )
 
-    def _long_window(self) -> tuple[dict[str, Any], dict[str, Any] | None, bool, bool]:
+    def _long_window(self, mean: float, second: float, events: int) -> tuple[dict[str, Any], dict[str, Any] | None, bool, bool]:
         """Mean test over the closed blocks of the long window; variance test once it is full."""
         assert self.reference is not None
         cal = self.calibration
-        events = len(self.block_sums) * self.settings.evaluate_every
-        mean = float(self.block_sums.values().sum()) / events
         se, z_critical = cal.mean_test(events)
         z = mean / se
         mean_test = {"statistic": z, "threshold": z_critical, "mean_score": mean, "events": events}
         if events < self.settings.long_window:
             return mean_test, None, abs(z) >= z_critical, False
-        second = float(self.block_squares.values().sum()) / events
         _, lower, upper = cal.variance_test(events)
         # Deviation of the window's score variance from the reference's, on the
         # scale of a continuous feature's (see Calibration.variance_test).
@@ -327,29 +477,29 @@ class NumericStream(_Stream):
         variance_test = {"statistic": ratio, "lower": lower, "upper": upper, "events": events}
         return mean_test, variance_test, abs(z) >= z_critical, not lower < ratio < upper
 
-    def _evaluate(self, position: int) -> list[Detection]:
+    def _evaluate(
+        self, p: int, details: tuple[int, tuple[float, float, int], _WindowInfo], results: WindowStatistics
+    ) -> list[Detection]:
         th = self.settings.thresholds
         cal = self.calibration
         ref = self.reference
         assert ref is not None
-        ordered = np.sort(self.window.values())
-        ks, distance = compare_windows(ref.sorted_values, ordered, presorted=True)
-        ref_cells, cur_cells = pool_cells(ref.counts, sorted_bin_counts(ordered, ref.edges), PSI_MIN_EXPECTED)
-        psi_value = psi(ref_cells, cur_cells) if ref_cells.size > 1 else 0.0
-        psi_threshold = cal.psi_threshold(ordered.size, int(ref_cells.size), categorical=False)
-        wasserstein = distance / ref.scale
-        mean_test, variance_test, mean_fired, variance_fired = self._long_window()
-        self.scores = {"ks": float(ks.statistic), "psi": psi_value, "wasserstein": wasserstein}
+        row, long, window = details
+        ks_statistic, ks_p_value = float(results.ks[row]), float(results.ks_p_value[row])
+        psi_value, psi_threshold = float(results.psi[row]), float(results.psi_threshold[row])
+        wasserstein = float(results.wasserstein[row])
+        mean_test, variance_test, mean_fired, variance_fired = self._long_window(*long)
+        self.scores = {"ks": ks_statistic, "psi": psi_value, "wasserstein": wasserstein}
         tests = {
-            "ks": {"statistic": float(ks.statistic), "p_value": float(ks.p_value), "threshold": cal.ks_p_value},
+            "ks": {"statistic": ks_statistic, "p_value": ks_p_value, "threshold": cal.ks_p_value},
             "psi": {"statistic": psi_value, "threshold": psi_threshold},
             "mean": mean_test,
             "wasserstein": {"statistic": wasserstein, "critical": th.wasserstein_critical},
         }
         if variance_test is not None:
             tests["variance"] = variance_test
-        if ks.p_value < cal.ks_p_value:
-            detector, statistic, threshold, p_value = "ks", float(ks.statistic), cal.ks_p_value, float(ks.p_value)
+        if ks_p_value < cal.ks_p_value:
+            detector, statistic, threshold, p_value = "ks", ks_statistic, cal.ks_p_value, ks_p_value
         elif mean_fired:
             detector, statistic, threshold, p_value = "mean", mean_test["statistic"], mean_test["threshold"], None
         elif variance_fired and variance_test is not None:
@@ -359,13 +509,13 @@ class NumericStream(_Stream):
         elif psi_value >= psi_threshold:
             detector, statistic, threshold, p_value = "psi", psi_value, psi_threshold, None
         else:
-            self._stable(self.settings.reference_size + self.seen)
+            self._stable(self._stream_position(p))
             return []
         critical = psi_value >= th.psi_critical or wasserstein >= th.wasserstein_critical
         return self._gate(
             Detection(
-                position=position,
-                stream_position=self.reference_size + self.seen,
+                position=self._offset + p,
+                stream_position=self._stream_position(p),
                 detector=detector,
                 severity=Severity.CRITICAL if critical else Severity.WARNING,
                 statistic=statistic,
@@ -373,8 +523,8 @@ class NumericStream(_Stream):
                 p_value=p_value,
                 tests=tests,
                 reference=ref.summary(),
-                current=summarize(self.window.values()),
-                window=self._window_info(),
+                current=summarize(results.windows[row]),
+                window=_window_payload(window),
             )
         )
 
@@ -398,16 +548,31 @@ class NumericStream(_Stream):
         stream.block_sums = RingBuffer.from_state(state["block_sums"])
         stream.block_squares = RingBuffer.from_state(state["block_squares"])
         if state["reference"] is not None:
-            stream.reference = NumericReference.from_state(state["reference"])
+            stream._freeze(NumericReference.from_state(state["reference"]))
             stream._warmup = None
+            # The window's ranks are not in the state: they follow from its values.
+            assert stream._below is not None and stream._at_or_below is not None
+            below, at_or_below = stream.reference.ranks(stream.window.values())
+            stream._below.extend(below)
+            stream._at_or_below.extend(at_or_below)
         else:
             stream.add_reference(np.asarray(state["warmup"], dtype=np.float64))
         # The sums carry over; k and h are today's calibration (the settings may
         # have changed since the checkpoint).
         cusum = dict(state["cusum"], k=stream.calibration.cusum_k, h=stream.calibration.cusum_h)
         stream.cusum = TwoSidedCusum.from_state(cusum)
-        stream._rescore_open_block()
         return stream
+
+
+def _window_payload(info: _WindowInfo) -> dict[str, Any]:
+    """An alert's ``window``: (values in the window, first and last event time) as the payload has them."""
+    events, first, last = info
+    return {"events": events, "first_event_at": iso_time(first) if first is not None else None, "last_event_at": iso_time(last)}
+
+
+#: Kinds of the steps :meth:`NumericStream.advance` leaves for :meth:`NumericStream.resolve`;
+#: a CUSUM alarm on a block's last value comes before that block's evaluation.
+_SEQUENTIAL, _EVALUATION = 0, 1
 
 
 class CategoryCodebook:

@@ -31,7 +31,7 @@ import numpy as np
 
 __all__ = ["TwoSidedCusum"]
 
-_FIRST_CHUNK = 256
+_FIRST_CHUNK = 4096
 _MAX_CHUNK = 65_536
 
 
@@ -180,3 +180,58 @@ class TwoSidedCusum:
         detector._drift_detected = bool(state["drift_detected"])
         detector._direction = state["direction"]
         return detector
+
+
+def update_many(detectors: list[TwoSidedCusum], z: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Feed many detectors at once: detector i gets the next ``counts[i]`` scores of ``z``.
+
+    Why: a model has thousands of streams and each gets a few dozen values
+    per batch, so one :meth:`TwoSidedCusum.update` per stream is mostly call
+    overhead. Concatenated, the sums of all detectors are one cumulative sum,
+    and the running minimum restarts per detector because each detector's
+    stretch is shifted below all earlier ones by more than the whole range
+    of the sums (integers: the shift is exact and undone exactly).
+
+    A detector whose stretch raises an alarm is left untouched, exactly as
+    it was: its stretch must be fed through ``update`` (which stops at the
+    alarm) by the caller. Returns the mask of those detectors. The sums of
+    the others are those ``update`` would have reached, to the last bit. All
+    detectors must share k and h; every count must be positive.
+    """
+    size = len(detectors)
+    alarmed = np.zeros(size, dtype=bool)
+    if not size:
+        return alarmed
+    k_units, h_units = detectors[0]._k_units, detectors[0]._h_units
+    if any(d._k_units != k_units or d._h_units != h_units for d in detectors):
+        raise ValueError("update_many needs detectors with the same k and h")
+    units = np.rint(np.asarray(z, dtype=np.float64) * _UNIT).astype(np.int64)
+    increments = units * _SIDES
+    increments -= k_units
+    cumulative = np.cumsum(increments, axis=1)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    segment = np.repeat(np.arange(size), counts)
+    before = np.zeros((2, size), dtype=np.int64)
+    before[:, 1:] = cumulative[:, starts[1:] - 1]
+    cumulative -= before[:, segment]  # each detector's own cumulative sums C_t
+    span = int(cumulative.max()) - int(cumulative.min()) + 1
+    if span * size >= 2**62:
+        return np.ones(size, dtype=bool)  # the shifts would overflow: one by one instead
+    shift = np.arange(size, dtype=np.int64) * span
+    floor = np.minimum.accumulate(cumulative - shift[segment], axis=1)
+    floor += shift[segment]
+    start = np.array([[0 if d._drift_detected else d._upper_units for d in detectors],
+                      [0 if d._drift_detected else d._lower_units for d in detectors]], dtype=np.int64)
+    np.minimum(floor, -start[:, segment], out=floor)
+    paths = cumulative - floor
+    peaks = np.maximum.reduceat(paths.max(axis=0), starts)
+    alarmed = peaks > h_units
+    last = ends - 1
+    for i in np.flatnonzero(~alarmed).tolist():
+        detector = detectors[i]
+        detector._upper_units = int(paths[0, last[i]])
+        detector._lower_units = int(paths[1, last[i]])
+        detector._drift_detected = False
+        detector._direction = None
+    return alarmed

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stream_monitor.stats.cusum import TwoSidedCusum
+from stream_monitor.stats.cusum import TwoSidedCusum, update_many
 
 
 def naive_alarms(z, k, h):
@@ -170,3 +170,35 @@ def _alarm_positions(detector, pieces):
                 positions.append(offset + i - 1)
         offset += piece.size
     return positions
+
+
+def test_update_many_reaches_the_sums_of_one_update_per_detector_or_leaves_the_detector_alone():
+    """Concatenated feeding is the same as feeding each detector its own values; an alarm is left to ``update``."""
+    rng = np.random.default_rng(17)
+    alarmed_seen = quiet_seen = 0
+    for trial in range(200):
+        detectors = [TwoSidedCusum(0.5, 4.0 if trial % 2 else 14.0) for _ in range(int(rng.integers(1, 25)))]
+        for detector in detectors:  # some start mid-alarm, some with sums built up
+            detector.update(rng.normal(rng.choice([0.0, 0.0, 1.5]), 1.0, size=int(rng.integers(1, 60))))
+        counts = rng.integers(1, 150, size=len(detectors))
+        z = rng.normal(rng.choice([0.0, 0.4]), 1.0, size=int(counts.sum()))
+        before = [detector.to_state() for detector in detectors]
+        alone = [TwoSidedCusum.from_state(state) for state in before]
+        alarmed = update_many(detectors, z, counts)
+        for i, start in enumerate(np.cumsum(counts) - counts):
+            piece = z[start : start + counts[i]]
+            consumed = alone[i].update(piece)
+            if alarmed[i]:
+                alarmed_seen += 1
+                assert alone[i].drift_detected
+                assert detectors[i].to_state() == before[i]
+            else:
+                quiet_seen += 1
+                assert consumed == piece.size and not alone[i].drift_detected
+                assert detectors[i].to_state() == alone[i].to_state()
+    assert alarmed_seen > 50 and quiet_seen > 500
+
+
+def test_update_many_needs_one_k_and_h():
+    with pytest.raises(ValueError, match="same k and h"):
+        update_many([TwoSidedCusum(0.5, 4.0), TwoSidedCusum(0.25, 4.0)], np.zeros(2), np.array([1, 1]))

@@ -1,0 +1,198 @@
+"""The window evaluations of a batch, run together.
+
+A numeric stream decides *when* its window is due (every ``evaluate_every``
+of its values) while it takes in a batch, but computing the tests one window
+at a time would cost a dozen numpy calls per window, hundreds of windows per
+batch. So a stream only files its due windows here (values and ranks, one row
+each), the whole batch's rows are tested at once (``stats.window_tests``),
+and each stream then reads its rows' statistics back, in order, to reach its
+verdicts. The statistics of a window depend on that window and its reference
+only, never on the other rows, so the verdicts are those of evaluating each
+window alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream_monitor.calibration import PSI_MIN_EXPECTED
+from stream_monitor.core.settings import DetectionSettings
+from stream_monitor.stats.distributions import kolmogorov_sf
+from stream_monitor.stats.reference import NumericReference
+from stream_monitor.stats.two_sample import pool_cells, psi
+from stream_monitor.stats.window_tests import (
+    bin_counts_from_ranks,
+    cumulative_rank_counts,
+    ks_statistics,
+    psi_rows,
+    wasserstein_rows,
+)
+
+__all__ = ["WindowStatistics", "NumericEvaluations"]
+
+
+@dataclass(slots=True)
+class WindowStatistics:
+    """Per filed row: the window tests' statistics, and the window itself (for alert summaries)."""
+
+    windows: np.ndarray
+    ks: np.ndarray
+    ks_p_value: np.ndarray
+    psi: np.ndarray
+    psi_threshold: np.ndarray
+    #: Wasserstein distance in units of the reference's spread.
+    wasserstein: np.ndarray
+
+
+class NumericEvaluations:
+    """Collects the due windows of numeric streams during a batch; :meth:`run` tests them all."""
+
+    def __init__(self, settings: DetectionSettings) -> None:
+        self.calibration = settings.calibration
+        self._references: list[NumericReference] = []
+        self._windows: list[np.ndarray] = []
+        self._below: list[np.ndarray] = []
+        self._at_or_below: list[np.ndarray] = []
+        #: The distinct references filed (a stream files up to one window per
+        #: ``evaluate_every`` values of the batch), and which one each chunk uses.
+        self._distinct: list[NumericReference] = []
+        self._index: dict[int, int] = {}
+        self._reference_of_chunk: list[int] = []
+        self.rows = 0
+        self.results: WindowStatistics | None = None
+
+    def add(self, reference: NumericReference, windows: np.ndarray, below: np.ndarray, at_or_below: np.ndarray) -> int:
+        """File windows (rows, m) of one stream with their ranks; returns the first row's index."""
+        first = self.rows
+        if not self._index.get(id(reference)):
+            self._index[id(reference)] = len(self._distinct)
+            self._distinct.append(reference)
+        self._reference_of_chunk.append(self._index[id(reference)])
+        self._references.append(reference)
+        self._windows.append(windows)
+        self._below.append(below)
+        self._at_or_below.append(at_or_below)
+        self.rows += windows.shape[0]
+        return first
+
+    def run(self) -> WindowStatistics:
+        """Test every filed window (once; later calls return the same results)."""
+        if self.results is not None:
+            return self.results
+        rows = self.rows
+        m = self._windows[0].shape[1] if rows else 0
+        windows = np.concatenate(self._windows) if rows else np.empty((0, 0))
+        out = WindowStatistics(
+            windows=windows,
+            ks=np.empty(rows),
+            ks_p_value=np.empty(rows),
+            psi=np.empty(rows),
+            psi_threshold=np.empty(rows),
+            wasserstein=np.empty(rows),
+        )
+        if rows:
+            distinct = self._distinct
+            reference_of_row = np.repeat(np.asarray(self._reference_of_chunk), [w.shape[0] for w in self._windows])
+            below = np.concatenate(self._below)
+            at_or_below = np.concatenate(self._at_or_below)
+            sizes = np.array([r.size for r in distinct])[reference_of_row]
+            for n in np.unique(sizes).tolist():
+                picked = np.flatnonzero(sizes == n)
+                self._run_size(out, picked, reference_of_row[picked], below[picked], at_or_below[picked], n, m)
+        self.results = out
+        return out
+
+    def _run_size(
+        self,
+        out: WindowStatistics,
+        picked: np.ndarray,
+        reference_of_row: np.ndarray,
+        below: np.ndarray,
+        at_or_below: np.ndarray,
+        n: int,
+        m: int,
+    ) -> None:
+        """The rows whose references hold n values."""
+        distinct = self._distinct
+        below_counts = cumulative_rank_counts(below, n)
+        at_or_below_counts = cumulative_rank_counts(at_or_below, n)
+        tied = np.array([r.run_starts.size < n for r in distinct])[reference_of_row]
+        ks = np.empty(picked.size)
+        if not tied.all():
+            free = ~tied
+            ks[free] = ks_statistics(below_counts[free], at_or_below_counts[free], None, None, n)
+        if tied.any():
+            starts, ends = {}, {}
+            for r in np.unique(reference_of_row[tied]).tolist():
+                ref = distinct[r]
+                lengths = ref.run_ends - ref.run_starts
+                starts[r], ends[r] = np.repeat(ref.run_starts, lengths), np.repeat(ref.run_ends, lengths)
+            rows_refs = reference_of_row[tied].tolist()
+            ks[tied] = ks_statistics(
+                below_counts[tied],
+                at_or_below_counts[tied],
+                np.stack([starts[r] for r in rows_refs]),
+                np.stack([ends[r] for r in rows_refs]),
+                n,
+            )
+        out.ks[picked] = ks
+        out.ks_p_value[picked] = [_ks_p_value(d, n, m) for d in ks.tolist()]
+
+        sorted_references = np.stack([r.sorted_values if r.size == n else np.zeros(n) for r in distinct])
+        distances = wasserstein_rows(sorted_references[reference_of_row], np.sort(out.windows[picked], axis=1))
+        scales = np.array([r.scale for r in distinct])[reference_of_row]
+        out.wasserstein[picked] = distances / scales
+
+        edges = np.array([r.edge_starts.size for r in distinct])[reference_of_row]
+        for count in np.unique(edges).tolist():
+            group = np.flatnonzero(edges == count)
+            group_refs = reference_of_row[group]
+            by_reference = np.zeros((len(distinct), count), dtype=np.intp)
+            reference_counts = np.zeros((len(distinct), count + 1), dtype=np.int64)
+            for r in np.unique(group_refs).tolist():
+                by_reference[r] = distinct[r].edge_starts
+                reference_counts[r] = distinct[r].counts
+            current = bin_counts_from_ranks(at_or_below_counts[group], by_reference[group_refs])
+            self._psi(out, picked[group], reference_counts[group_refs], current, n, m)
+
+    def _psi(self, out: WindowStatistics, picked: np.ndarray, reference: np.ndarray, current: np.ndarray, n: int, m: int) -> None:
+        """PSI over the reference's bins; a row with sparse bins pools them as ``pool_cells`` does."""
+        cal = self.calibration
+        cells = reference.shape[1]
+        # The pooling rule of ``pool_cells``: every cell expected to hold enough
+        # events in the smaller sample is kept as it is (the usual case).
+        expected = (reference + current) * (min(n, m) / (n + m))
+        dense = (expected >= PSI_MIN_EXPECTED).all(axis=1)
+        values = np.zeros(picked.size)
+        thresholds = np.empty(picked.size)
+        if cells > 1 and dense.any():
+            values[dense] = psi_rows(reference[dense], current[dense])
+        thresholds[dense] = cal.psi_threshold(m, cells, categorical=False)
+        for row in np.flatnonzero(~dense).tolist():
+            ref_cells, cur_cells = pool_cells(reference[row], current[row], PSI_MIN_EXPECTED)
+            values[row] = psi(ref_cells, cur_cells) if ref_cells.size > 1 else 0.0
+            thresholds[row] = cal.psi_threshold(m, int(ref_cells.size), categorical=False)
+        out.psi[picked] = values
+        out.psi_threshold[picked] = thresholds
+
+
+_KS_P_VALUES: dict[tuple[float, int, int], float] = {}
+
+
+def _ks_p_value(statistic: float, n: int, m: int) -> float:
+    """Asymptotic KS p-value with Stephens' correction, as ``two_sample.compare_windows``.
+
+    The statistic is a multiple of 1 / lcm(n, m), so few distinct values
+    recur: they are remembered (bounded, cleared when full).
+    """
+    key = (statistic, n, m)
+    p = _KS_P_VALUES.get(key)
+    if p is None:
+        if len(_KS_P_VALUES) >= 65_536:
+            _KS_P_VALUES.clear()
+        root_en = math.sqrt(n * m / (n + m))
+        p = _KS_P_VALUES[key] = kolmogorov_sf((root_en + 0.12 + 0.11 / root_en) * statistic)
+    return p

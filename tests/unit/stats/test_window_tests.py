@@ -1,0 +1,110 @@
+"""Window tests of many windows at once (stats.window_tests, core.evaluations) against scipy and the one-window functions."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from stream_monitor.core.evaluations import NumericEvaluations
+from stream_monitor.core.settings import DetectionSettings
+from stream_monitor.calibration import PSI_MIN_EXPECTED
+from stream_monitor.stats.reference import NumericReference
+from stream_monitor.stats.two_sample import compare_windows, pool_cells, psi, sorted_bin_counts
+from stream_monitor.stats.window_tests import (
+    bin_counts_from_ranks,
+    cumulative_rank_counts,
+    ks_statistics,
+    psi_rows,
+    wasserstein_rows,
+)
+
+
+def _windows(kind: str, n: int, m: int, rows: int, seed: int) -> tuple[list[NumericReference], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    references, windows = [], []
+    for row in range(rows):
+        shift = 0.6 * row / rows
+        if kind == "continuous":
+            reference, window = rng.normal(size=n), rng.normal(shift, 1.0 + shift, size=m)
+        elif kind == "ties":
+            reference, window = rng.poisson(3, size=n), rng.poisson(3 + 2 * shift, size=m)
+        else:  # mostly one value, as low-variance features are
+            reference = np.where(rng.random(n) < 0.9, 0.0, rng.normal(size=n))
+            window = np.where(rng.random(m) < 0.9 - shift, 0.0, rng.normal(size=m))
+        references.append(NumericReference(np.asarray(reference, dtype=np.float64)))
+        windows.append(np.asarray(window, dtype=np.float64))
+    return references, windows
+
+
+def _ranks(references, windows):
+    pairs = [r.ranks(w) for r, w in zip(references, windows)]
+    return np.stack([b for b, _ in pairs]), np.stack([a for _, a in pairs])
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "low_variance"])
+@pytest.mark.parametrize("n,m", [(1000, 500), (997, 500), (60, 200)])
+def test_ks_from_ranks_is_exactly_scipys(kind, n, m):
+    references, windows = _windows(kind, n, m, rows=12, seed=n + m)
+    below, at_or_below = _ranks(references, windows)
+    below_counts, at_or_below_counts = cumulative_rank_counts(below, n), cumulative_rank_counts(at_or_below, n)
+    tied = [r.run_starts.size < n for r in references]
+    if any(tied):
+        starts = np.stack([np.repeat(r.run_starts, r.run_ends - r.run_starts) for r in references])
+        ends = np.stack([np.repeat(r.run_ends, r.run_ends - r.run_starts) for r in references])
+        ours = ks_statistics(below_counts, at_or_below_counts, starts, ends, n)
+    else:
+        ours = ks_statistics(below_counts, at_or_below_counts, None, None, n)
+    for row, (reference, window) in enumerate(zip(references, windows)):
+        assert ours[row] == stats.ks_2samp(reference.sorted_values, window).statistic
+        assert ours[row] == compare_windows(reference.sorted_values, window)[0].statistic
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+@pytest.mark.parametrize("n,m", [(1000, 500), (997, 500), (60, 200)])
+def test_wasserstein_rows_is_scipys(kind, n, m):
+    references, windows = _windows(kind, n, m, rows=8, seed=3)
+    ours = wasserstein_rows(np.stack([r.sorted_values for r in references]), np.sort(np.stack(windows), axis=1))
+    for row, (reference, window) in enumerate(zip(references, windows)):
+        assert ours[row] == pytest.approx(stats.wasserstein_distance(reference.sorted_values, window), rel=1e-12, abs=1e-15)
+
+
+def test_wasserstein_of_values_at_the_float_limits_is_infinite_without_a_warning():
+    references = np.array([[-1e308, 1e308]])
+    with np.errstate(all="raise"):
+        assert wasserstein_rows(references, np.array([[1e308]])).tolist() == [np.inf]
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "low_variance"])
+def test_psi_bins_from_ranks_are_the_sorted_window_counts(kind):
+    references, windows = _windows(kind, 1000, 500, rows=10, seed=11)
+    _, at_or_below = _ranks(references, windows)
+    counts = cumulative_rank_counts(at_or_below, 1000)
+    for row, (reference, window) in enumerate(zip(references, windows)):
+        ours = bin_counts_from_ranks(counts[row : row + 1], reference.edge_starts[None, :])[0]
+        expected = sorted_bin_counts(np.sort(window), reference.edges)
+        np.testing.assert_array_equal(ours, expected)
+        assert psi_rows(reference.counts[None, :], ours[None, :])[0] == psi(reference.counts, expected)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "low_variance"])
+def test_evaluations_give_each_window_the_statistics_it_gets_alone(kind):
+    """Rows of different streams and references, tested together, as if each were tested alone."""
+    settings = DetectionSettings()
+    cal = settings.calibration
+    references, windows = _windows(kind, 1000, 500, rows=9, seed=21)
+    # A reference of another size (a reference file) joins the same batch.
+    extra, extra_windows = _windows(kind, 400, 500, rows=2, seed=22)
+    evaluations = NumericEvaluations(settings)
+    rows = []
+    for reference, window in zip(references + extra, windows + extra_windows):
+        below, at_or_below = reference.ranks(window)
+        rows.append(evaluations.add(reference, window[None, :], below[None, :], at_or_below[None, :]))
+    results = evaluations.run()
+    for row, reference, window in zip(rows, references + extra, windows + extra_windows):
+        ks, distance = compare_windows(reference.sorted_values, window)
+        assert results.ks[row] == ks.statistic
+        assert results.ks_p_value[row] == ks.p_value
+        assert results.wasserstein[row] == pytest.approx(distance / reference.scale, rel=1e-12)
+        ref_cells, cur_cells = pool_cells(reference.counts, sorted_bin_counts(np.sort(window), reference.edges), PSI_MIN_EXPECTED)
+        assert results.psi[row] == (psi(ref_cells, cur_cells) if ref_cells.size > 1 else 0.0)
+        assert results.psi_threshold[row] == cal.psi_threshold(500, int(ref_cells.size), categorical=False)
+        np.testing.assert_array_equal(results.windows[row], window)
