@@ -19,9 +19,10 @@ numbered in order of first appearance.
 from __future__ import annotations
 
 import gc
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import Callable, Collection, Iterator, Sequence
 
@@ -127,8 +128,10 @@ def decode_columns(
     reject its event as a type mismatch (after the decode rejections, as for
     every event).
     """
-    docs, unparsed = _parse(messages, max_event_bytes)
-    groups, slow = _shape_groups(docs)
+    docs, unparsed, longest = _parse(messages, max_event_bytes)
+    # A JSON string takes at least its length in bytes, plus its two quotes.
+    strings_fit = longest <= MAX_STRING_VALUE_CHARS + 2
+    groups, slow, fetched = _shape_groups(docs)
     parts: dict[str, list[Part]] = {}
     for (model, *shape), rows in groups.items():
         declared = frozenset(numeric_features(model))
@@ -136,7 +139,7 @@ def decode_columns(
             slow.extend(rows)
             continue
         while rows:
-            part, bad = _gather(model, shape, rows, docs, messages, declared)
+            part, bad = _gather(model, shape, rows, docs, messages, declared, fetched, strings_fit)
             slow.extend(rows[k] for k in bad)
             if part is not None:
                 parts.setdefault(model, []).append(part)
@@ -161,12 +164,14 @@ def decode_columns(
 _FEW_ROWS = 4
 
 
-def _parse(messages: Sequence[RawMessage], max_event_bytes: int) -> tuple[list[object], dict[int, Rejection]]:
-    """Each message's JSON document (``None`` where it has none), and the rejections of those without."""
+def _parse(messages: Sequence[RawMessage], max_event_bytes: int) -> tuple[list[object], dict[int, Rejection], int]:
+    """Each message's JSON document (``None`` where it has none), the rejections of those without, and the
+    length of the longest message parsed."""
     values = [m.value for m in messages]
     try:
-        if max(map(len, values), default=0) <= max_event_bytes:
-            return list(map(orjson.loads, values)), {}
+        longest = max(map(len, values), default=0)
+        if longest <= max_event_bytes:
+            return list(map(orjson.loads, values)), {}, longest
     except (TypeError, ValueError):  # a message without a value, or not JSON
         pass
     docs: list[object] = []
@@ -177,14 +182,19 @@ def _parse(messages: Sequence[RawMessage], max_event_bytes: int) -> tuple[list[o
         except _Invalid as invalid:
             docs.append(None)
             rejected[i] = Rejection(message, invalid.reason, invalid.detail)
-    return docs, rejected
+    return docs, rejected, max((len(values[i]) for i in range(len(values)) if i not in rejected), default=0)
 
 
-def _shape_groups(docs: list[object]) -> tuple[dict[tuple, list[int]], list[int]]:
-    """Rows grouped by (model, feature names, score classes, segment keys); the rest left to the per-event path."""
+def _shape_groups(docs: list[object]) -> tuple[dict[tuple, list[int]], list[int], dict[str, list]]:
+    """Rows grouped by (model, feature names, score classes, segment keys); the rest left to the per-event path.
+
+    Also returns the fields read to find the shapes, one value per document,
+    so that a group of the whole batch (the usual case) does not read them again.
+    """
     if set(map(type, docs)) != {dict}:
-        return _shape_groups_of_some(docs)
-    models, features, scores, segments = (list(map(dict.get, docs, repeat(key))) for key in _SHAPE_FIELDS)
+        return (*_shape_groups_of_some(docs), {})
+    fetched = {key: list(map(dict.get, docs, repeat(key))) for key in _SHAPE_FIELDS}
+    models, features, scores, segments = fetched.values()
     score_types, segment_types = set(map(type, scores)), set(map(type, segments))
     if not (
         set(map(type, models)) == {str}
@@ -192,7 +202,7 @@ def _shape_groups(docs: list[object]) -> tuple[dict[tuple, list[int]], list[int]
         and score_types <= {dict, NoneType}
         and segment_types <= {dict, NoneType}
     ):
-        return _shape_groups_of_some(docs)
+        return (*_shape_groups_of_some(docs), {})
     names = [
         models,
         list(map(tuple, features)),
@@ -200,7 +210,7 @@ def _shape_groups(docs: list[object]) -> tuple[dict[tuple, list[int]], list[int]
         list(map(tuple if segment_types == {dict} else _names, segments)),
     ]
     if all(column.count(column[0]) == len(column) for column in names):  # the usual batch: one model, one shape
-        return {tuple(column[0] for column in names): list(range(len(docs)))}, []
+        return {tuple(column[0] for column in names): list(range(len(docs)))}, [], fetched
     shapes = zip(*names)
     groups: dict[tuple, list[int]] = {}
     for i, shape in enumerate(shapes):
@@ -209,7 +219,7 @@ def _shape_groups(docs: list[object]) -> tuple[dict[tuple, list[int]], list[int]
             groups[shape] = [i]
         else:
             rows.append(i)
-    return groups, []
+    return groups, [], fetched
 
 
 _SHAPE_FIELDS = ("model", "features", "scores", "segment")
@@ -256,18 +266,25 @@ def _gather(
     docs: list[object],
     messages: Sequence[RawMessage],
     declared: frozenset[str],
+    fetched: dict[str, list],
+    strings_fit: bool,
 ) -> tuple[Part | None, set[int]]:
     """The group's part, and the positions of the rows that need the per-event path (not in the part).
 
     Every column is checked before any row is given up, so one pass finds
     them all; the part is then cut from the columns already read. ``None``
-    for the part means: gather the rest again.
+    for the part means: gather the rest again. ``fetched`` holds fields
+    already read from every document of the batch (see :func:`_shape_groups`):
+    the group's own when it is the whole batch. ``strings_fit``: no string of
+    the batch can be over :data:`MAX_STRING_VALUE_CHARS` (its messages are too short).
     """
     names, classes, segment_keys = shape
     if not _group_is_valid(model, names, classes, segment_keys):
         return None, set(range(len(rows)))
-    group = [docs[i] for i in rows]
-    group_messages = [messages[i] for i in rows]
+    whole = len(rows) == len(docs)
+    batch_wide = fetched if whole else {}
+    group = docs if whole else [docs[i] for i in rows]
+    group_messages = list(messages) if whole else [messages[i] for i in rows]
     bad: set[int] = set()
 
     def check(gather: Callable, *columns: Sequence, **options: object) -> object:
@@ -278,17 +295,21 @@ def _gather(
             return _Failed(gather, columns, options)
 
     def values_of(name: str) -> list:
-        return list(map(dict.get, group, repeat(name)))
+        values = batch_wide.get(name)
+        return list(map(dict.get, group, repeat(name))) if values is None else values
 
     columns = [
         check(_ids, values_of("event_id")),
         check(_versions, values_of("model_version")),
         check(_timestamps, values_of("timestamp"), group_messages),
-        check(_signal, values_of("prediction")),
-        check(_signal, values_of("label")),
+        check(_signal, values_of("prediction"), strings_fit=strings_fit),
+        check(_signal, values_of("label"), strings_fit=strings_fit),
         check(_latency, values_of("latency_ms")),
-        *(check(_signal, values, numbers_only=name in declared) for name, values in zip(names, _columns(values_of("features")))),
-        *(check(_scores, values) for values in (_columns(values_of("scores")) if classes else ())),
+        *(
+            check(_signal, values, numbers_only=name in declared, strings_fit=strings_fit)
+            for name, values in zip(names, _columns(values_of("features")))
+        ),
+        check(_scores, values_of("scores")) if classes else None,
         *(check(_segment, values) for values in (_columns(values_of("segment")) if segment_keys else ())),
     ]
     if bad:
@@ -303,8 +324,8 @@ def _gather(
         group_messages = [group_messages[k] for k in keep]
     event_ids, versions, timestamp, prediction, label, latency = columns[:6]
     features = columns[6 : 6 + len(names)]
-    scores = columns[6 + len(names) : 6 + len(names) + len(classes or ())]
-    segments = columns[6 + len(names) + len(classes or ()) :]
+    scores = columns[6 + len(names)]
+    segments = columns[7 + len(names) :]
 
     part = Part(rows, group_messages, event_ids, versions, timestamp)
     position = 0
@@ -314,13 +335,17 @@ def _gather(
     _add_signal(part, ("prediction", Kind.PREDICTION_DRIFT), position, prediction)
     position += 1
     if classes:
-        shown = scores[: 1 if len(classes) == 2 else MAX_SCORE_CLASSES]
+        shown = classes[: 1 if len(classes) == 2 else MAX_SCORE_CLASSES]
         hidden = ~np.isnan(prediction) if isinstance(prediction, np.ndarray) else None
-        for cls, column in zip(classes, shown):
-            if hidden is not None:
-                column = np.where(hidden, _NAN, column)
-            _add_signal(part, (f"score:{cls}", Kind.PREDICTION_DRIFT), position, column)
-            position += 1
+        if hidden is None or not hidden.all():  # else a numeric prediction restates the scores in every row
+            for cls, values in zip(shown, _columns(scores)):
+                column = np.fromiter(values, np.float64, len(values))
+                if hidden is not None:
+                    column = np.where(hidden, _NAN, column)
+                _add_signal(part, (f"score:{cls}", Kind.PREDICTION_DRIFT), position, column)
+                position += 1
+        else:
+            position += len(shown)
     _add_signal(part, ("label", Kind.LABEL_DRIFT), position, label)
     _add_signal(part, ("latency_ms", Kind.LATENCY_DRIFT), position + 1, latency)
     for k, (key, column) in enumerate(zip(segment_keys or (), segments)):
@@ -402,7 +427,8 @@ def _versions(values: list) -> list[str | None]:
 
 def _timestamps(values: list, messages: list[RawMessage]) -> np.ndarray:
     """Epoch seconds; a timestamp that is not a number (a date string, or none) is read as the per-event path reads it."""
-    if not set(map(type, values)) <= {float, int}:
+    seconds = _numbers(values)
+    if seconds is None:
         values = list(values)
         bad = []
         for k, value in enumerate(values):
@@ -413,24 +439,27 @@ def _timestamps(values: list, messages: list[RawMessage]) -> np.ndarray:
                     bad.append(k)
         if bad:
             raise _Rows(bad)
-    seconds = np.array(values, dtype=np.float64)
+        seconds = np.array(values, dtype=np.float64)
     wrong = (seconds < 0) | (seconds >= MAX_EPOCH_SECONDS)  # NaN (no time known) is neither
     if wrong.any():
         raise _Rows(np.flatnonzero(wrong).tolist())
     return seconds
 
 
-def _signal(values: Sequence, numbers_only: bool = False) -> np.ndarray | list[str | None] | None:
+def _signal(values: Sequence, numbers_only: bool = False, strings_fit: bool = False) -> np.ndarray | list[str | None] | None:
     """A feature, the prediction or the label: floats (NaN = missing), strings (None = missing) or ``None`` if all missing."""
+    numbers = _numbers(values)
+    if numbers is not None:
+        return numbers
     kinds = set(map(type, values))
     if kinds <= _NUMBERS:
         if kinds == {NoneType}:
             return None
-        return np.array(values, dtype=np.float64)  # finite: orjson rejects NaN, Infinity and 1e400
+        return np.fromiter(values, np.float64, len(values))  # None is NaN; finite: orjson rejects NaN, Infinity and 1e400
     if kinds <= _CATEGORIES and not numbers_only:
         if bool in kinds:
             values = [("true" if v else "false") if type(v) is bool else v for v in values]
-        if max(map(len, filter(None, values)), default=0) <= MAX_STRING_VALUE_CHARS:
+        if strings_fit or max(map(len, filter(None, values)), default=0) <= MAX_STRING_VALUE_CHARS:
             return values
         raise _rows_where(values, lambda v: v is not None and len(v) > MAX_STRING_VALUE_CHARS)
     # A column of two kinds (or of invalid values): the rows of the minority kind take the other path.
@@ -440,23 +469,49 @@ def _signal(values: Sequence, numbers_only: bool = False) -> np.ndarray | list[s
     raise _Rows([k for k, kind in enumerate(types) if kind not in kept])
 
 
-def _scores(values: list) -> np.ndarray:
-    if set(map(type, values)) <= {float, int}:
-        return np.array(values, dtype=np.float64)
-    raise _rows_where(values, lambda v: type(v) not in (float, int))
+def _numbers(values: Sequence) -> np.ndarray | None:
+    """The column as float64 if every value is a number (float or int), else ``None``: the usual column, checked in C.
+
+    ``struct`` packs floats and ints (converted as ``float()`` converts them)
+    and refuses the other JSON values (str, None, lists, objects), all but
+    bools, which Python counts as ints. A bool could only have become 0.0 or
+    1.0, so only the rows holding those values are searched for one. This
+    spares a pass of ``type()`` over the column, a third of its cost.
+    """
+    column = np.empty(len(values), np.float64)
+    try:
+        struct.pack_into(f"{len(values)}d", column, 0, *values)
+    except struct.error:
+        return None
+    maybe_bool = np.flatnonzero((column == 0.0) | (column == 1.0)).tolist()
+    if maybe_bool and bool in set(map(type, map(values.__getitem__, maybe_bool))):
+        return None
+    return column
+
+
+def _scores(values: list[dict]) -> list[dict]:
+    """The score objects, once every score is a number (their columns are cut only if shown)."""
+    if set(map(type, chain.from_iterable(map(dict.values, values)))) <= _SCORE_TYPES:
+        return values
+    raise _rows_where(values, lambda scores: not set(map(type, scores.values())) <= _SCORE_TYPES)
+
+
+_SCORE_TYPES = frozenset({float, int})
 
 
 def _latency(values: list) -> np.ndarray | None:
-    kinds = set(map(type, values))
-    if kinds <= _NUMBERS:
+    milliseconds = _numbers(values)
+    if milliseconds is None:
+        kinds = set(map(type, values))
+        if not kinds <= _NUMBERS:
+            raise _rows_where(values, lambda v: type(v) not in _NUMBERS)
         if kinds == {NoneType}:
             return None
         milliseconds = np.array(values, dtype=np.float64)
-        negative = milliseconds < 0
-        if negative.any():
-            raise _Rows(np.flatnonzero(negative).tolist())
-        return milliseconds
-    raise _rows_where(values, lambda v: type(v) not in _NUMBERS)
+    negative = milliseconds < 0
+    if negative.any():
+        raise _Rows(np.flatnonzero(negative).tolist())
+    return milliseconds
 
 
 def _segment(values: list) -> list[str]:
@@ -574,13 +629,17 @@ def assemble(model: str, parts: list[Part], progress: dict[tuple[str, int], int]
         starts = np.cumsum([0] + [len(p.rows) for p in parts])
         rank = [final[a:b].tolist() for a, b in zip(starts[:-1], starts[1:])]
 
-    def ordered(values: list) -> list:
-        return values if order is None else [values[k] for k in order.tolist()]
+    def ordered(attribute: str) -> list:
+        """The parts' lists of ``attribute`` in batch order (a single part's own list: parts are not used again)."""
+        if order is None:
+            return getattr(parts[0], attribute)
+        values = [v for p in parts for v in getattr(p, attribute)]
+        return [values[k] for k in order.tolist()]
 
-    messages = ordered([m for p in parts for m in p.messages])
+    messages = ordered("messages")
     n = len(messages)
     topics, topic_index = _codes(list(map(_TOPIC, messages)), np.int16)
-    versions, version_code = _codes(ordered([v for p in parts for v in p.versions]), np.int32)
+    versions, version_code = _codes(ordered("versions"), np.int32)
 
     numeric_signals = _by_first(parts, rank, "numeric_first")
     categorical_signals = _by_first(parts, rank, "categorical_first")
@@ -599,10 +658,10 @@ def assemble(model: str, parts: list[Part], progress: dict[tuple[str, int], int]
         model=model,
         topics=topics,
         topic_index=topic_index,
-        partition=np.array(list(map(_PARTITION, messages)), dtype=np.int32),
-        offset=np.array(list(map(_OFFSET, messages)), dtype=np.int64),
+        partition=np.fromiter(map(_PARTITION, messages), np.int32, n),
+        offset=np.fromiter(map(_OFFSET, messages), np.int64, n),
         timestamp=timestamp,
-        event_ids=ordered([e for p in parts for e in p.event_ids]),
+        event_ids=ordered("event_ids"),
         versions=versions,
         version_code=version_code,
         numeric_signals=numeric_signals,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -112,13 +113,32 @@ def ingest_per_event(messages: Sequence[RawMessage], spec: SpecLike | None = Non
 
 
 def _consumed(messages: Sequence[RawMessage]) -> tuple[Counter, dict[tuple[str, int], int]]:
-    """Messages per topic, and the highest offset seen per (topic, partition)."""
-    topics = [m.topic for m in messages]
-    progress = dict.fromkeys(zip(topics, [m.partition for m in messages]), -1)
-    for key, offset in zip(zip(topics, [m.partition for m in messages]), [m.offset for m in messages]):
+    """Messages per topic, and the highest offset seen per (topic, partition), keys in order of first appearance."""
+    topics = list(map(_TOPIC, messages))
+    consumed = Counter(topics)
+    partitions, offsets = list(map(_PARTITION, messages)), list(map(_OFFSET, messages))
+    if len(consumed) == 1:
+        return consumed, _progress_of_topic(topics[0], partitions, offsets)
+    progress = dict.fromkeys(zip(topics, partitions), -1)
+    for key, offset in zip(zip(topics, partitions), offsets):
         if offset > progress[key]:
             progress[key] = offset
-    return Counter(topics), progress
+    return consumed, progress
+
+
+def _progress_of_topic(topic: str, partitions: list[int], offsets: list[int]) -> dict[tuple[str, int], int]:
+    """:func:`_consumed`'s progress for a batch of one topic (the usual one), without a Python loop per message."""
+    partition, offset = np.array(partitions, dtype=np.int64), np.array(offsets, dtype=np.int64)
+    order = np.argsort(partition, kind="stable")
+    by_partition = partition[order]
+    starts = np.flatnonzero(np.concatenate(([True], by_partition[1:] != by_partition[:-1])))
+    first_row = order[starts]  # the sort is stable: each partition's first message
+    highest = np.maximum.reduceat(offset[order], starts)
+    found = sorted(zip(first_row.tolist(), by_partition[starts].tolist(), highest.tolist()))
+    return {(topic, p): max(o, -1) for _, p, o in found}
+
+
+_TOPIC, _PARTITION, _OFFSET = attrgetter("topic"), attrgetter("partition"), attrgetter("offset")
 
 
 def _declared_numeric(spec: SpecLike | None) -> Callable[[str], list[str]]:

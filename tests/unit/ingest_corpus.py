@@ -106,6 +106,27 @@ def mixed_messages(seed: int, n: int, bent: float = 0.05, hostile: float = 0.02)
     return out
 
 
+def numeric_edge_messages(seed: int, n: int, odd_share: float) -> list[RawMessage]:
+    """Numeric columns of 0s and 1s where a bool, a string or a null may hide, plus huge ints and -0.0.
+
+    The shape-group path converts a column of numbers in one C call that
+    takes bools for 0 and 1 and then looks for them among those rows only:
+    these batches are that search's edges.
+    """
+    rng = random.Random(seed)
+    odd = (True, False, None, "1", "", 0, 1, 0.0, 1.0, -0.0, 2**64 - 1, -(2**63), 2**53 + 1)
+    out = []
+    for i in range(n):
+        features = {"flag": rng.choice((0, 1)), "ratio": rng.choice((0.0, 1.0, -0.0, 0.5)), "big": rng.choice((2**64 - 1, -(2**63), 2**53 + 1, 3))}
+        event = {"event_id": f"e{i}", "model": "edges", "timestamp": rng.choice((1_767_225_600 + i, 0, 1, 1.0)),
+                 "features": features, "prediction": rng.choice((0, 1, 0.25)), "latency_ms": rng.choice((0, 1, 2.5))}
+        if rng.random() < odd_share:
+            field = rng.choice(("flag", "ratio", "big", "timestamp", "prediction", "latency_ms"))
+            (features if field in features else event)[field] = rng.choice(odd)
+        out.append(RawMessage(orjson.dumps(event), "edges", i % 2, i, timestamp_ms=1_767_225_600_000 + i))
+    return out
+
+
 def weird_messages(seed: int, n: int) -> list[RawMessage]:
     return [RawMessage(orjson.dumps(e), "weird", 0, i) for i, e in enumerate(weird_valid_events(n, seed))]
 
@@ -126,6 +147,8 @@ CORPUS: tuple[tuple[str, Callable[[], list[RawMessage]]], ...] = (
     ("weird", lambda: weird_messages(7, 500)),
     ("hostile", lambda: hostile_messages(8, 400)),
     ("hostile and weird", lambda: hostile_messages(9, 300) + weird_messages(9, 300) + mixed_messages(9, 500)),
+    ("numeric edges", lambda: numeric_edge_messages(10, 1000, odd_share=0.02)),
+    ("numeric edges, often odd", lambda: numeric_edge_messages(11, 300, odd_share=0.5)),
 )
 
 #: Declares some benchmark and credit-risk features numeric (and one categorical feature numeric, so

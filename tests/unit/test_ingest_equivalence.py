@@ -11,6 +11,7 @@ reason, detail and message, in order, and the per-topic counts.
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from ingest_corpus import CORPUS, SPEC_TOML, ingest_outcome, mixed_messages
 from stream_monitor.core.bulk import decode_columns
-from stream_monitor.core.engine import ingest, ingest_per_event
+from stream_monitor.core.engine import _consumed, ingest, ingest_per_event
 from stream_monitor.core.events import RawMessage
 from stream_monitor.spec import load_spec
 
@@ -151,3 +152,16 @@ def test_any_batch_ingests_as_per_event(messages):
 @given(batches())
 def test_any_batch_ingests_as_per_event_with_declared_types(spec, messages):
     assert_same_as_per_event(messages, spec)
+
+
+@EQUIVALENCE
+@given(st.lists(st.tuples(st.sampled_from(["t", "u"]), st.integers(0, 5), st.integers(-3, 2**62)), max_size=40), st.booleans())
+def test_progress_is_the_highest_offset_of_each_partition(records, one_topic):
+    """Both paths share ``_consumed`` (so the equivalence tests can't see it): checked against the plain loop."""
+    messages = [RawMessage(b"{}", "t" if one_topic else topic, partition, offset) for topic, partition, offset in records]
+    expected: dict[tuple[str, int], int] = {}
+    for m in messages:
+        expected[(m.topic, m.partition)] = max(expected.get((m.topic, m.partition), -1), m.offset)
+    consumed, progress = _consumed(messages)
+    assert list(progress.items()) == list(expected.items())
+    assert consumed == Counter(m.topic for m in messages)
