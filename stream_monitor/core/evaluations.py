@@ -24,8 +24,9 @@ from stream_monitor.stats.distributions import kolmogorov_sf
 from stream_monitor.stats.reference import NumericReference
 from stream_monitor.stats.two_sample import pool_cells, psi
 from stream_monitor.stats.window_tests import (
-    bin_counts_from_ranks,
+    bin_counts_from_sorted_ranks,
     cumulative_rank_counts,
+    ks_from_sorted_ranks,
     ks_statistics,
     psi_rows,
     wasserstein_rows,
@@ -117,14 +118,15 @@ class NumericEvaluations:
     ) -> None:
         """The rows whose references hold n values."""
         distinct = self._distinct
-        below_counts = cumulative_rank_counts(below, n)
-        at_or_below_counts = cumulative_rank_counts(at_or_below, n)
+        # Sorted ranks carry everything KS and PSI need (see stats.window_tests).
+        below_sorted, at_or_below_sorted = np.sort(below, axis=1), np.sort(at_or_below, axis=1)
         tied = np.array([r.run_starts.size < n for r in distinct])[reference_of_row]
         ks = np.empty(picked.size)
         if not tied.all():
             free = ~tied
-            ks[free] = ks_statistics(below_counts[free], at_or_below_counts[free], None, None, n)
+            ks[free] = ks_from_sorted_ranks(below_sorted[free], at_or_below_sorted[free], n)
         if tied.any():
+            # Ties in the reference: compare at the distinct values only.
             starts, ends = {}, {}
             for r in np.unique(reference_of_row[tied]).tolist():
                 ref = distinct[r]
@@ -132,8 +134,8 @@ class NumericEvaluations:
                 starts[r], ends[r] = np.repeat(ref.run_starts, lengths), np.repeat(ref.run_ends, lengths)
             rows_refs = reference_of_row[tied].tolist()
             ks[tied] = ks_statistics(
-                below_counts[tied],
-                at_or_below_counts[tied],
+                cumulative_rank_counts(below[tied], n),
+                cumulative_rank_counts(at_or_below[tied], n),
                 np.stack([starts[r] for r in rows_refs]),
                 np.stack([ends[r] for r in rows_refs]),
                 n,
@@ -155,7 +157,7 @@ class NumericEvaluations:
             for r in np.unique(group_refs).tolist():
                 by_reference[r] = distinct[r].edge_starts
                 reference_counts[r] = distinct[r].counts
-            current = bin_counts_from_ranks(at_or_below_counts[group], by_reference[group_refs])
+            current = bin_counts_from_sorted_ranks(at_or_below_sorted[group], by_reference[group_refs], n)
             self._psi(out, picked[group], reference_counts[group_refs], current, n, m)
 
     def _psi(self, out: WindowStatistics, picked: np.ndarray, reference: np.ndarray, current: np.ndarray, n: int, m: int) -> None:

@@ -26,7 +26,16 @@ import math
 
 import numpy as np
 
-__all__ = ["cumulative_rank_counts", "ks_statistics", "wasserstein_rows", "bin_counts_from_ranks", "psi_rows"]
+__all__ = [
+    "cumulative_rank_counts",
+    "ks_statistics",
+    "ks_from_sorted_ranks",
+    "counts_at_or_below",
+    "wasserstein_rows",
+    "bin_counts_from_ranks",
+    "bin_counts_from_sorted_ranks",
+    "psi_rows",
+]
 
 
 def cumulative_rank_counts(ranks: np.ndarray, n: int) -> np.ndarray:
@@ -81,6 +90,65 @@ def ks_statistics(
         np.maximum(widest, -gap.min(axis=1), out=widest)
     g = math.gcd(n, m)
     return (widest // g) / (n * m // g)
+
+
+def ks_from_sorted_ranks(below_sorted: np.ndarray, at_or_below_sorted: np.ndarray, n: int) -> np.ndarray:
+    """Exact KS statistic of each row's window against its reference of n *distinct* values.
+
+    The same supremum as :func:`ks_statistics` with s = k and e = k + 1, read
+    from the window's sorted ranks instead of counts over all n reference
+    positions (m values per row instead of n + 1 counts: a quarter of the
+    work for the usual sizes). In units of 1 / (n m), with j the position in
+    the sorted ranks b (below) and a (at or below):
+
+    * F(k) = (k + 1) m - #(b <= k) n is largest just before #(b <= k) steps,
+      at k = b_j - 1, where it is b_j m - j' n with j' the first position of
+      b_j: the candidates b_j m - j n over all j include it and are no
+      larger elsewhere. It is smallest just after a step, at k = b_j < n:
+      (b_j + 1) m - (j'' + 1) n with j'' the last position of b_j, and the
+      candidates over all j are no smaller.
+    * G(k) = k m - #(a <= k) n likewise: largest at (a_j - 1) m - j n,
+      smallest at a_j m - (j + 1) n for a_j < n.
+
+    Candidates that fall outside 0 <= k < n are never positive, and the
+    statistic is at least 0, so they change nothing.
+    """
+    rows, m = below_sorted.shape
+    if not rows:
+        return np.empty(0)
+    step = np.arange(m, dtype=np.int64) * n
+    widest = np.zeros(rows, dtype=np.int64)
+    for ranks, high, low in ((below_sorted, 0, m - n), (at_or_below_sorted, -m, -n)):
+        candidates = ranks.astype(np.int64) * m
+        candidates -= step
+        np.maximum(widest, candidates.max(axis=1) + high, out=widest)
+        inside = np.where(ranks < n, candidates, np.iinfo(np.int64).max // 2)
+        np.maximum(widest, -(inside.min(axis=1) + low), out=widest)
+    g = math.gcd(n, m)
+    return (widest // g) / (n * m // g)
+
+
+def counts_at_or_below(ranks_sorted: np.ndarray, limits: np.ndarray, n: int) -> np.ndarray:
+    """Per row, how many of its (sorted, 0..n) ranks are <= each of its ``limits``: shape of ``limits``.
+
+    Shifting row r by r (n + 1) makes the whole array one ascending sequence,
+    so one search answers every row.
+    """
+    rows, m = ranks_sorted.shape
+    shift = np.arange(rows, dtype=np.int64)[:, None] * (n + 1)
+    keys = (ranks_sorted + shift).ravel()
+    found = np.searchsorted(keys, (limits + shift).ravel(), side="right").reshape(limits.shape)
+    return found - np.arange(rows, dtype=np.int64)[:, None] * m
+
+
+def bin_counts_from_sorted_ranks(at_or_below_sorted: np.ndarray, edge_starts: np.ndarray, n: int) -> np.ndarray:
+    """:func:`bin_counts_from_ranks` from the windows' sorted ranks (values below an edge = #(a <= edge start))."""
+    rows, m = at_or_below_sorted.shape
+    bounds = np.empty((rows, edge_starts.shape[1] + 2), dtype=np.int64)
+    bounds[:, 0] = 0
+    bounds[:, -1] = m
+    bounds[:, 1:-1] = counts_at_or_below(at_or_below_sorted, edge_starts, n)
+    return np.diff(bounds, axis=1)
 
 
 @functools.lru_cache(maxsize=64)

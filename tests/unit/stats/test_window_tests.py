@@ -11,8 +11,10 @@ from stream_monitor.stats.reference import NumericReference
 from stream_monitor.stats.two_sample import compare_windows, pool_cells, psi, sorted_bin_counts
 from stream_monitor.stats.window_tests import (
     bin_counts_from_ranks,
+    bin_counts_from_sorted_ranks,
     cumulative_rank_counts,
     ks_statistics,
+    ks_from_sorted_ranks,
     psi_rows,
     wasserstein_rows,
 )
@@ -108,3 +110,28 @@ def test_evaluations_give_each_window_the_statistics_it_gets_alone(kind):
         assert results.psi[row] == (psi(ref_cells, cur_cells) if ref_cells.size > 1 else 0.0)
         assert results.psi_threshold[row] == cal.psi_threshold(500, int(ref_cells.size), categorical=False)
         np.testing.assert_array_equal(results.windows[row], window)
+
+
+@pytest.mark.parametrize("n,m", [(1000, 500), (997, 500), (60, 200), (50, 50)])
+def test_ks_from_sorted_ranks_is_exactly_scipys_with_values_on_and_beyond_the_reference(n, m):
+    """Tie-free references; windows hitting reference values exactly, and values beyond both ends."""
+    rng = np.random.default_rng(n * m)
+    for trial in range(20):
+        references = [NumericReference(rng.normal(size=n)) for _ in range(6)]
+        windows = []
+        for reference in references:
+            window = rng.normal(rng.choice([0.0, 0.5, 3.0]), rng.choice([1.0, 0.2, 4.0]), size=m)
+            on_reference = int(rng.integers(0, m // 3))
+            window[:on_reference] = rng.choice(reference.sorted_values, size=on_reference)
+            window[-5:] = (1e9, -1e9, 0.0)[trial % 3]
+            windows.append(window)
+        below, at_or_below = _ranks(references, windows)
+        ours = ks_from_sorted_ranks(np.sort(below, axis=1), np.sort(at_or_below, axis=1), n)
+        edges = {r.edge_starts.size for r in references}
+        counts = None
+        if len(edges) == 1:
+            counts = bin_counts_from_sorted_ranks(np.sort(at_or_below, axis=1), np.stack([r.edge_starts for r in references]), n)
+        for row, (reference, window) in enumerate(zip(references, windows)):
+            assert ours[row] == stats.ks_2samp(reference.sorted_values, window).statistic
+            if counts is not None:
+                np.testing.assert_array_equal(counts[row], sorted_bin_counts(np.sort(window), reference.edges))
