@@ -167,12 +167,16 @@ class ModelMonitor:
         # once all of them are tested together (see core.evaluations).
         evaluations = NumericEvaluations(self.detection)
         updated: list[tuple[Signal, tuple[str, str], StreamKey, NumericStream | CategoricalStream, np.ndarray, list[Detection] | None]] = []
+        group_times = [batch.timestamp[index] for _, index in groups]
         for signal, values, present in self._columns(batch):
             numeric: tuple[list[NumericStream], list[np.ndarray], list[np.ndarray]] = ([], [], [])
-            for segment, index in groups:
-                index = index[present[index]]
-                if not len(index):
-                    continue
+            everywhere = bool(present.all())
+            for (segment, index), times in zip(groups, group_times):
+                if not everywhere:
+                    index = index[present[index]]
+                    if not len(index):
+                        continue
+                    times = batch.timestamp[index]
                 key = (signal.name, *segment)
                 stream = self.streams.get(key) or self._new_stream(key, signal)
                 if reference_only:
@@ -180,11 +184,11 @@ class ModelMonitor:
                         stream.add_reference(values[index])
                     continue
                 if isinstance(stream, NumericStream):
-                    for column, part in zip(numeric, (stream, values[index], batch.timestamp[index])):
+                    for column, part in zip(numeric, (stream, values[index], times)):
                         column.append(part)
                     updated.append((signal, segment, key, stream, index, None))
                 else:
-                    updated.append((signal, segment, key, stream, index, stream.update(values[index], batch.timestamp[index])))
+                    updated.append((signal, segment, key, stream, index, stream.update(values[index], times)))
             advance_streams(*numeric, evaluations)
         for signal, segment, key, stream, index, detections in updated:
             if detections is None:
@@ -275,10 +279,9 @@ class ModelMonitor:
         """Row indices per segment value (plus the aggregate), computed once per batch."""
         n = len(batch)
         groups: list[tuple[tuple[str, str], np.ndarray]] = [(ALL, np.arange(n))]
-        columns: dict[str, list[str | None]] = {}
+        columns: dict[str, list[str | None] | np.ndarray] = {}
         for j, key in enumerate(batch.segment_keys):
-            codes = batch.segments[:, j]
-            columns[key] = _decode_codes(codes, batch.strings)
+            columns[key] = batch.segments[:, j]
         for key in self.feature_segment_keys:
             if key not in columns:
                 values = _feature_as_segment(batch, key)
@@ -292,6 +295,9 @@ class ModelMonitor:
                     continue
                 d = self.detection
                 slots = self.slots[key] = SegmentSlots(key, d.max_segment_values, d.segment_min_events)
+            if isinstance(raw, np.ndarray):
+                groups += [((key, value), members) for value, members in slots.group_codes(raw, batch.strings)]
+                continue
             rows: dict[str, list[int]] = {}
             for row, value in enumerate(slots.assign(raw)):
                 if value is not None:

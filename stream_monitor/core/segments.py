@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import numpy as np
+
 OTHER = "__other__"
 
 
@@ -59,6 +61,35 @@ class SegmentSlots:
                 # leave a stray ``__other__`` behind; after it, the pool.
                 out.append(OTHER if self.seen > self.discovery_events else None)
         return out
+
+    def group_codes(self, codes: np.ndarray, strings: list[str]) -> list[tuple[str, np.ndarray]]:
+        """:meth:`assign` for a column of string codes (-1: missing), as rows per segment value.
+
+        Values in order of their first row, rows ascending. Once every slot
+        is taken the mapping no longer changes, so it is worked out once per
+        distinct code instead of once per event.
+        """
+        if not self.full:
+            rows: dict[str, list[int]] = {}
+            for row, value in enumerate(self.assign([strings[c] if c >= 0 else None for c in codes.tolist()])):
+                if value is not None:
+                    rows.setdefault(value, []).append(row)
+            return [(value, np.asarray(members, dtype=np.intp)) for value, members in rows.items()]
+        self.seen += len(codes)
+        distinct, inverse = np.unique(codes, return_inverse=True)
+        targets: dict[str | None, int] = {}
+        target_of_code = np.array(
+            [targets.setdefault(None if c < 0 else (strings[c] if strings[c] in self.admitted else OTHER), len(targets))
+             for c in distinct.tolist()],
+            dtype=np.intp,
+        )
+        names = list(targets)
+        row_target = target_of_code[inverse.ravel()]
+        order = np.argsort(row_target, kind="stable")
+        bounds = np.flatnonzero(np.diff(row_target[order])) + 1
+        groups = [(names[int(row_target[part[0]])], part) for part in np.split(order, bounds) if part.size]
+        groups.sort(key=lambda group: int(group[1][0]))
+        return [(name, rows) for name, rows in groups if name is not None]
 
     def _count(self, value: str) -> bool:
         """Count one occurrence; True if this occurrence admits the value."""

@@ -56,22 +56,29 @@ class RingBuffer:
 
     def extend(self, values: np.ndarray) -> None:
         """Append a batch; the oldest values fall out once the window is full."""
-        values = np.asarray(values, dtype=self._buffer.dtype).ravel()
-        count = values.size
+        buffer = self._buffer
+        if values.__class__ is not np.ndarray or values.ndim != 1:
+            values = np.asarray(values, dtype=buffer.dtype).ravel()
+        count = len(values)
         if count == 0:
             return
-        capacity = self._buffer.size
+        capacity = len(buffer)
         self._total += count
+        head = self._head
         if count >= capacity:
-            self._buffer[:] = values[count - capacity :]
+            buffer[:] = values[count - capacity :]
             self._head = 0
             self._size = capacity
             return
-        first = min(count, capacity - self._head)
-        self._buffer[self._head : self._head + first] = values[:first]
-        self._buffer[: count - first] = values[first:]
-        self._head = (self._head + count) % capacity
-        self._size = min(self._size + count, capacity)
+        first = capacity - head
+        if count <= first:
+            buffer[head : head + count] = values
+        else:
+            buffer[head:] = values[:first]
+            buffer[: count - first] = values[first:]
+        self._head = (head + count) % capacity
+        size = self._size + count
+        self._size = size if size < capacity else capacity
 
     def append(self, value: float) -> None:
         """Append one value: what ``extend`` does with a 1-element batch, without the array."""

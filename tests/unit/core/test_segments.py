@@ -32,3 +32,22 @@ def test_state_round_trip_continues_identically():
     tail = list("dddeeeeffff")
     assert a.assign(tail) == b.assign(tail)
     assert a.to_state() == b.to_state()
+
+
+def test_grouping_codes_is_assigning_values_row_by_row():
+    """``group_codes`` (the batch path) gives the rows ``assign`` gives, before and after the slots fill up."""
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    strings = [f"value-{i}" for i in range(30)]
+    by_codes, by_values = SegmentSlots("k", 5, 3), SegmentSlots("k", 5, 3)
+    for _ in range(40):
+        codes = rng.choice(np.arange(-1, 30), size=int(rng.integers(1, 60)), p=np.r_[0.05, np.full(30, 0.95 / 30)])
+        grouped = by_codes.group_codes(codes.astype(np.int32), strings)
+        expected: dict[str, list[int]] = {}
+        for row, value in enumerate(by_values.assign([strings[c] if c >= 0 else None for c in codes])):
+            if value is not None:
+                expected.setdefault(value, []).append(row)
+        assert [(value, rows.tolist()) for value, rows in grouped] == list(expected.items())
+        assert by_codes.to_state() == by_values.to_state()
+    assert by_codes.full
