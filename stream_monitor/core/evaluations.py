@@ -23,14 +23,7 @@ from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.stats.distributions import kolmogorov_sf
 from stream_monitor.stats.reference import NumericReference
 from stream_monitor.stats.two_sample import pool_cells, psi
-from stream_monitor.stats.window_tests import (
-    bin_counts_from_sorted_ranks,
-    cumulative_rank_counts,
-    ks_from_sorted_ranks,
-    ks_statistics,
-    psi_rows,
-    wasserstein_rows,
-)
+from stream_monitor.stats.window_tests import bin_counts_from_sorted_ranks, ks_from_sorted_ranks, psi_rows, wasserstein_rows
 
 __all__ = ["WindowStatistics", "NumericEvaluations"]
 
@@ -126,19 +119,15 @@ class NumericEvaluations:
             free = ~tied
             ks[free] = ks_from_sorted_ranks(below_sorted[free], at_or_below_sorted[free], n)
         if tied.any():
-            # Ties in the reference: compare at the distinct values only.
-            starts, ends = {}, {}
-            for r in np.unique(reference_of_row[tied]).tolist():
-                ref = distinct[r]
-                lengths = ref.run_ends - ref.run_starts
-                starts[r], ends[r] = np.repeat(ref.run_starts, lengths), np.repeat(ref.run_ends, lengths)
+            # Ties in the reference: the runs of equal values, as rank tables.
+            tables = {r: _run_tables(distinct[r], n) for r in np.unique(reference_of_row[tied]).tolist()}
             rows_refs = reference_of_row[tied].tolist()
-            ks[tied] = ks_statistics(
-                cumulative_rank_counts(below[tied], n),
-                cumulative_rank_counts(at_or_below[tied], n),
-                np.stack([starts[r] for r in rows_refs]),
-                np.stack([ends[r] for r in rows_refs]),
+            ks[tied] = ks_from_sorted_ranks(
+                below_sorted[tied],
+                at_or_below_sorted[tied],
                 n,
+                np.stack([tables[r][0] for r in rows_refs]),
+                np.stack([tables[r][1] for r in rows_refs]),
             )
         out.ks[picked] = ks
         out.ks_p_value[picked] = [_ks_p_value(d, n, m) for d in ks.tolist()]
@@ -179,6 +168,15 @@ class NumericEvaluations:
             thresholds[row] = cal.psi_threshold(m, int(ref_cells.size), categorical=False)
         out.psi[picked] = values
         out.psi_threshold[picked] = thresholds
+
+
+def _run_tables(reference: NumericReference, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per rank, the end of the run of equal reference values starting there, and the start of the one ending there."""
+    end_at = np.full(n + 1, n + 1, dtype=np.int64)
+    end_at[reference.run_starts] = reference.run_ends
+    start_before = np.full(n + 1, -1, dtype=np.int64)
+    start_before[reference.run_ends] = reference.run_starts
+    return end_at, start_before
 
 
 _KS_P_VALUES: dict[tuple[float, int, int], float] = {}

@@ -26,104 +26,58 @@ import math
 
 import numpy as np
 
-__all__ = [
-    "cumulative_rank_counts",
-    "ks_statistics",
-    "ks_from_sorted_ranks",
-    "counts_at_or_below",
-    "wasserstein_rows",
-    "bin_counts_from_ranks",
-    "bin_counts_from_sorted_ranks",
-    "psi_rows",
-]
+__all__ = ["ks_from_sorted_ranks", "counts_at_or_below", "bin_counts_from_sorted_ranks", "wasserstein_rows", "psi_rows"]
 
 
-def cumulative_rank_counts(ranks: np.ndarray, n: int) -> np.ndarray:
-    """Per row, how many of its ranks are <= k, for k = 0..n: shape (rows, n + 1).
-
-    One bincount over all rows (each row offset into its own n + 1 slots)
-    and one cumulative sum.
-    """
-    rows = ranks.shape[0]
-    offsets = (np.arange(rows, dtype=np.intp) * (n + 1))[:, None]
-    counts = np.bincount((ranks + offsets).ravel(), minlength=rows * (n + 1))
-    return np.cumsum(counts.reshape(rows, n + 1), axis=1)
-
-
-def ks_statistics(
-    below_counts: np.ndarray, at_or_below_counts: np.ndarray, run_starts: np.ndarray | None, run_ends: np.ndarray | None, n: int
+def ks_from_sorted_ranks(
+    below_sorted: np.ndarray,
+    at_or_below_sorted: np.ndarray,
+    n: int,
+    run_end_at: np.ndarray | None = None,
+    run_start_before: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Exact two-sample KS statistic of each row's window against its reference of n values.
+    """Exact KS statistic of each row's window against its reference of n values, from the window's sorted ranks.
 
-    ``below_counts`` and ``at_or_below_counts`` are :func:`cumulative_rank_counts`
-    of the windows' ranks (values below, values at or below). Between two
-    consecutive distinct reference values v < w the reference ECDF is flat
-    and the window's rises, so the largest gap on [v, w) is at v itself or
-    just below w. With s and e the reference values below and at or below v:
-    F_ref(v) = e / n, F_cur(v) = #(below <= s) / m, F_ref(v-) = s / n and
-    F_cur(v-) = #(at_or_below <= s) / m. Below the smallest reference value
-    and beyond the largest the gaps are no larger, so checking every distinct
-    reference value both ways is the supremum over the pooled sample.
+    The largest gap between the two ECDFs over the pooled sample, read at
+    the m sorted ranks of the window (no merge, no count over all n + 1
+    reference positions). Let the distinct
+    reference values be v_i, with s_i values below v_i and e_i at or below;
+    a window value's ranks b (below) and a (at or below) are always some s_i
+    (or n) and some e_i (or 0). In units of 1 / (n m), with j the position in
+    the sorted ranks:
 
-    ``run_starts``/``run_ends`` give s and e per reference position (rows, n)
-    for references with ties; ``None`` means no ties (s = k, e = k + 1).
-    The gaps are counted in units of 1 / (n m), in integers, so the result
-    is exact: k / lcm(n, m), the value ``two_sample.compare_windows`` snaps to.
-    """
-    rows = below_counts.shape[0]
-    if not rows:
-        return np.empty(0)
-    m = int(below_counts[0, -1])
-    if run_starts is None:
-        starts = np.arange(n, dtype=np.int64)
-        at_value, before_value = below_counts[:, :n], at_or_below_counts[:, :n]
-        at_reference, before_reference = (starts + 1) * m, starts * m
-    else:
-        at_value = np.take_along_axis(below_counts, run_starts, axis=1)
-        before_value = np.take_along_axis(at_or_below_counts, run_starts, axis=1)
-        at_reference, before_reference = run_ends * m, run_starts * m
-    widest = np.zeros(rows, dtype=np.int64)
-    for counts, reference in ((at_value, at_reference), (before_value, before_reference)):
-        gap = counts * n
-        np.subtract(reference, gap, out=gap)
-        np.maximum(widest, gap.max(axis=1), out=widest)
-        np.maximum(widest, -gap.min(axis=1), out=widest)
-    g = math.gcd(n, m)
-    return (widest // g) / (n * m // g)
-
-
-def ks_from_sorted_ranks(below_sorted: np.ndarray, at_or_below_sorted: np.ndarray, n: int) -> np.ndarray:
-    """Exact KS statistic of each row's window against its reference of n *distinct* values.
-
-    The same supremum as :func:`ks_statistics` with s = k and e = k + 1, read
-    from the window's sorted ranks instead of counts over all n reference
-    positions (m values per row instead of n + 1 counts: a quarter of the
-    work for the usual sizes). In units of 1 / (n m), with j the position in
-    the sorted ranks b (below) and a (at or below):
-
-    * F(k) = (k + 1) m - #(b <= k) n is largest just before #(b <= k) steps,
-      at k = b_j - 1, where it is b_j m - j' n with j' the first position of
-      b_j: the candidates b_j m - j n over all j include it and are no
-      larger elsewhere. It is smallest just after a step, at k = b_j < n:
-      (b_j + 1) m - (j'' + 1) n with j'' the last position of b_j, and the
-      candidates over all j are no smaller.
-    * G(k) = k m - #(a <= k) n likewise: largest at (a_j - 1) m - j n,
+    * F_i = e_i m - #(b <= s_i) n (the gap at v_i) is largest just before
+      #(b <= s_i) steps, at the value before the run that starts at b_j,
+      where e = b_j: b_j m - j' n, j' the first position of b_j; the
+      candidates b_j m - j n over all j include it and are no larger
+      elsewhere. It is smallest where it steps, at the run that starts at
+      b_j < n: E(b_j) m - (j'' + 1) n, E(b_j) that run's end and j'' the last
+      position of b_j; the candidates over all j are no smaller.
+    * G_i = s_i m - #(a <= s_i) n (the gap just below v_i) likewise: largest
+      at S(a_j) m - j n, S(a_j) the start of the run that ends at a_j;
       smallest at a_j m - (j + 1) n for a_j < n.
 
-    Candidates that fall outside 0 <= k < n are never positive, and the
-    statistic is at least 0, so they change nothing.
+    Without ties E(b) = b + 1 and S(a) = a - 1; with ties, ``run_end_at`` and
+    ``run_start_before`` give them per row, as tables indexed by rank (rows,
+    n + 1). Candidates outside the reference (a value below or above all of
+    it) are never positive, and the statistic is at least 0, so they change
+    nothing.
     """
     rows, m = below_sorted.shape
     if not rows:
         return np.empty(0)
     step = np.arange(m, dtype=np.int64) * n
     widest = np.zeros(rows, dtype=np.int64)
-    for ranks, high, low in ((below_sorted, 0, m - n), (at_or_below_sorted, -m, -n)):
-        candidates = ranks.astype(np.int64) * m
-        candidates -= step
-        np.maximum(widest, candidates.max(axis=1) + high, out=widest)
-        inside = np.where(ranks < n, candidates, np.iinfo(np.int64).max // 2)
-        np.maximum(widest, -(inside.min(axis=1) + low), out=widest)
+    for ranks, lookup, shift in ((below_sorted, run_end_at, 1), (at_or_below_sorted, run_start_before, -1)):
+        ranks = ranks.astype(np.int64)
+        moved = ranks + shift if lookup is None else np.take_along_axis(lookup, ranks, axis=1)
+        # F: its maximum at b_j m - j n, its minimum at E(b_j) m - (j + 1) n;
+        # G: its maximum at S(a_j) m - j n, its minimum at a_j m - (j + 1) n.
+        high = (ranks if shift == 1 else moved) * m - step
+        low = (moved if shift == 1 else ranks) * m - step - n
+        np.maximum(widest, high.max(axis=1), out=widest)
+        low[ranks >= n] = np.iinfo(np.int64).max // 2
+        np.maximum(widest, -low.min(axis=1), out=widest)
     g = math.gcd(n, m)
     return (widest // g) / (n * m // g)
 
@@ -142,7 +96,12 @@ def counts_at_or_below(ranks_sorted: np.ndarray, limits: np.ndarray, n: int) -> 
 
 
 def bin_counts_from_sorted_ranks(at_or_below_sorted: np.ndarray, edge_starts: np.ndarray, n: int) -> np.ndarray:
-    """:func:`bin_counts_from_ranks` from the windows' sorted ranks (values below an edge = #(a <= edge start))."""
+    """Counts in the PSI bins cut at reference edges, (rows, edges + 1), from the windows' sorted ranks.
+
+    A value lies below an edge exactly when the reference values at or below
+    it are no more than those below the edge: the count below edge k is
+    #(a <= edge_starts[:, k]).
+    """
     rows, m = at_or_below_sorted.shape
     bounds = np.empty((rows, edge_starts.shape[1] + 2), dtype=np.int64)
     bounds[:, 0] = 0
@@ -190,21 +149,6 @@ def _wasserstein_rows(references: np.ndarray, currents_sorted: np.ndarray) -> np
         left = references[:, reference_index]
     distances = np.abs(left - currents_sorted[:, current_index])
     return distances @ widths
-
-
-def bin_counts_from_ranks(at_or_below_counts: np.ndarray, edge_starts: np.ndarray) -> np.ndarray:
-    """Counts in the PSI bins cut at reference edges, from the cumulative rank counts.
-
-    A value lies below an edge exactly when the reference values at or below
-    it are no more than those below the edge, so the count below edge k is
-    the cumulative count at ``edge_starts[:, k]``. Shape (rows, edges + 1).
-    """
-    rows = at_or_below_counts.shape[0]
-    bounds = np.empty((rows, edge_starts.shape[1] + 2), dtype=np.int64)
-    bounds[:, 0] = 0
-    bounds[:, -1] = at_or_below_counts[:, -1]
-    bounds[:, 1:-1] = np.take_along_axis(at_or_below_counts, edge_starts, axis=1)
-    return np.diff(bounds, axis=1)
 
 
 def psi_rows(reference_counts: np.ndarray, current_counts: np.ndarray, epsilon: float = 1e-4) -> np.ndarray:

@@ -4,20 +4,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stream_monitor.core.evaluations import NumericEvaluations
+from stream_monitor.core.evaluations import NumericEvaluations, _run_tables
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.calibration import PSI_MIN_EXPECTED
 from stream_monitor.stats.reference import NumericReference
 from stream_monitor.stats.two_sample import compare_windows, pool_cells, psi, sorted_bin_counts
-from stream_monitor.stats.window_tests import (
-    bin_counts_from_ranks,
-    bin_counts_from_sorted_ranks,
-    cumulative_rank_counts,
-    ks_statistics,
-    ks_from_sorted_ranks,
-    psi_rows,
-    wasserstein_rows,
-)
+from stream_monitor.stats.window_tests import bin_counts_from_sorted_ranks, ks_from_sorted_ranks, psi_rows, wasserstein_rows
 
 
 def _windows(kind: str, n: int, m: int, rows: int, seed: int) -> tuple[list[NumericReference], list[np.ndarray]]:
@@ -44,17 +36,15 @@ def _ranks(references, windows):
 
 @pytest.mark.parametrize("kind", ["continuous", "ties", "low_variance"])
 @pytest.mark.parametrize("n,m", [(1000, 500), (997, 500), (60, 200)])
-def test_ks_from_ranks_is_exactly_scipys(kind, n, m):
+def test_ks_from_sorted_ranks_is_exactly_scipys(kind, n, m):
     references, windows = _windows(kind, n, m, rows=12, seed=n + m)
     below, at_or_below = _ranks(references, windows)
-    below_counts, at_or_below_counts = cumulative_rank_counts(below, n), cumulative_rank_counts(at_or_below, n)
-    tied = [r.run_starts.size < n for r in references]
-    if any(tied):
-        starts = np.stack([np.repeat(r.run_starts, r.run_ends - r.run_starts) for r in references])
-        ends = np.stack([np.repeat(r.run_ends, r.run_ends - r.run_starts) for r in references])
-        ours = ks_statistics(below_counts, at_or_below_counts, starts, ends, n)
-    else:
-        ours = ks_statistics(below_counts, at_or_below_counts, None, None, n)
+    tables = None
+    if kind != "continuous":
+        assert all(r.run_starts.size < n for r in references)
+        pairs = [_run_tables(r, n) for r in references]
+        tables = np.stack([end for end, _ in pairs]), np.stack([start for _, start in pairs])
+    ours = ks_from_sorted_ranks(np.sort(below, axis=1), np.sort(at_or_below, axis=1), n, *(tables or ()))
     for row, (reference, window) in enumerate(zip(references, windows)):
         assert ours[row] == stats.ks_2samp(reference.sorted_values, window).statistic
         assert ours[row] == compare_windows(reference.sorted_values, window)[0].statistic
@@ -79,9 +69,9 @@ def test_wasserstein_of_values_at_the_float_limits_is_infinite_without_a_warning
 def test_psi_bins_from_ranks_are_the_sorted_window_counts(kind):
     references, windows = _windows(kind, 1000, 500, rows=10, seed=11)
     _, at_or_below = _ranks(references, windows)
-    counts = cumulative_rank_counts(at_or_below, 1000)
+    ordered = np.sort(at_or_below, axis=1)
     for row, (reference, window) in enumerate(zip(references, windows)):
-        ours = bin_counts_from_ranks(counts[row : row + 1], reference.edge_starts[None, :])[0]
+        ours = bin_counts_from_sorted_ranks(ordered[row : row + 1], reference.edge_starts[None, :], 1000)[0]
         expected = sorted_bin_counts(np.sort(window), reference.edges)
         np.testing.assert_array_equal(ours, expected)
         assert psi_rows(reference.counts[None, :], ours[None, :])[0] == psi(reference.counts, expected)
