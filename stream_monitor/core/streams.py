@@ -345,8 +345,8 @@ class NumericStream(_Stream):
 
     def _open_block_scores(self, open_values: int) -> np.ndarray:
         assert self.reference is not None and self._below is not None and self._at_or_below is not None
-        below = self._below.values()[-open_values:]
-        at_or_below = self._at_or_below.values()[-open_values:]
+        below = self._below.last(open_values)
+        at_or_below = self._at_or_below.last(open_values)
         return self.reference.scores_from_ranks(below, at_or_below) - self.reference.score_mean
 
     def _file_steps(

@@ -95,6 +95,14 @@ class RingBuffer:
             return self._buffer[: self._size].copy()
         return np.concatenate((self._buffer[self._head :], self._buffer[: self._head]))
 
+    def last(self, count: int) -> np.ndarray:
+        """The newest ``count`` values (at most ``len()``), oldest first: a copy of just those."""
+        count = min(count, self._size)
+        start = (self._head - count) % self._buffer.size
+        if start + count <= self._buffer.size:
+            return self._buffer[start : start + count].copy()
+        return np.concatenate((self._buffer[start:], self._buffer[: self._head]))
+
     def to_state(self) -> dict[str, Any]:
         return {
             "capacity": self.capacity,

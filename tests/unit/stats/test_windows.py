@@ -64,3 +64,16 @@ def test_batch_longer_than_capacity_keeps_the_newest():
 def test_rejects_bad_capacity():
     with pytest.raises(ValueError):
         RingBuffer(0)
+
+
+def test_last_values_are_the_tail_of_the_window_however_it_wrapped():
+    rng = np.random.default_rng(8)
+    window = RingBuffer(7, np.float64)
+    seen: list[float] = []
+    for _ in range(60):
+        batch = rng.normal(size=int(rng.integers(0, 10)))
+        window.extend(batch)
+        seen += batch.tolist()
+        for count in range(0, 9):
+            held = min(count, 7, len(seen))
+            assert window.last(count).tolist() == (seen[len(seen) - held :] if held else [])
