@@ -22,8 +22,24 @@ _PREFIX = struct.Struct("<4sQ")
 
 def encode_state(state: Any) -> bytes:
     blobs: list[bytes] = []
+    plain_keys: dict[tuple, bool] = {}
 
     def walk(node: Any) -> Any:
+        # The common types first, by exact type: a model's state is ~100,000
+        # nodes, and this walk is the checkpoint's main cost.
+        kind = type(node)
+        if kind is str or kind is int or kind is bool or node is None:
+            return node
+        if kind is dict:
+            keys = tuple(node)
+            plain = plain_keys.get(keys)
+            if plain is None:
+                plain = plain_keys[keys] = not _needs_wrap(node)
+            return {k: walk(v) for k, v in node.items()} if plain else {"__d__": [[walk(k), walk(v)] for k, v in node.items()]}
+        if kind is float:
+            return node if math.isfinite(node) else {"__f__": repr(node)}
+        if kind is list or kind is tuple:
+            return [walk(v) for v in node]
         if isinstance(node, dict):
             return {"__d__": [[walk(k), walk(v)] for k, v in node.items()]} if _needs_wrap(node) else {k: walk(v) for k, v in node.items()}
         if isinstance(node, (list, tuple)):
