@@ -37,8 +37,20 @@ class WindowStatistics:
     ks_p_value: np.ndarray
     psi: np.ndarray
     psi_threshold: np.ndarray
-    #: Wasserstein distance in units of the reference's spread.
-    wasserstein: np.ndarray
+    #: The references filed, and the one of each row.
+    references: list[NumericReference]
+    reference_of_row: np.ndarray
+
+    def wasserstein(self, row: int) -> float:
+        """Wasserstein distance of a row's window to its reference, in units of the reference's spread.
+
+        Worked out on demand: no verdict depends on it, only the severity of
+        a detection and the latest scores of a stream, so most windows never
+        need it.
+        """
+        reference = self.references[int(self.reference_of_row[row])]
+        distance = wasserstein_rows(reference.sorted_values[None, :], np.sort(self.windows[row])[None, :])
+        return float(distance[0]) / reference.scale
 
 
 class NumericEvaluations:
@@ -46,7 +58,6 @@ class NumericEvaluations:
 
     def __init__(self, settings: DetectionSettings) -> None:
         self.calibration = settings.calibration
-        self._references: list[NumericReference] = []
         self._windows: list[np.ndarray] = []
         self._below: list[np.ndarray] = []
         self._at_or_below: list[np.ndarray] = []
@@ -61,11 +72,10 @@ class NumericEvaluations:
     def add(self, reference: NumericReference, windows: np.ndarray, below: np.ndarray, at_or_below: np.ndarray) -> int:
         """File windows (rows, m) of one stream with their ranks; returns the first row's index."""
         first = self.rows
-        if not self._index.get(id(reference)):
+        if id(reference) not in self._index:
             self._index[id(reference)] = len(self._distinct)
             self._distinct.append(reference)
         self._reference_of_chunk.append(self._index[id(reference)])
-        self._references.append(reference)
         self._windows.append(windows)
         self._below.append(below)
         self._at_or_below.append(at_or_below)
@@ -79,17 +89,18 @@ class NumericEvaluations:
         rows = self.rows
         m = self._windows[0].shape[1] if rows else 0
         windows = np.concatenate(self._windows) if rows else np.empty((0, 0))
+        distinct = self._distinct
+        reference_of_row = np.repeat(np.asarray(self._reference_of_chunk, dtype=np.intp), [w.shape[0] for w in self._windows])
         out = WindowStatistics(
             windows=windows,
             ks=np.empty(rows),
             ks_p_value=np.empty(rows),
             psi=np.empty(rows),
             psi_threshold=np.empty(rows),
-            wasserstein=np.empty(rows),
+            references=distinct,
+            reference_of_row=reference_of_row,
         )
         if rows:
-            distinct = self._distinct
-            reference_of_row = np.repeat(np.asarray(self._reference_of_chunk), [w.shape[0] for w in self._windows])
             below = np.concatenate(self._below)
             at_or_below = np.concatenate(self._at_or_below)
             sizes = np.array([r.size for r in distinct])[reference_of_row]
@@ -131,11 +142,6 @@ class NumericEvaluations:
             )
         out.ks[picked] = ks
         out.ks_p_value[picked] = [_ks_p_value(d, n, m) for d in ks.tolist()]
-
-        sorted_references = np.stack([r.sorted_values if r.size == n else np.zeros(n) for r in distinct])
-        distances = wasserstein_rows(sorted_references[reference_of_row], np.sort(out.windows[picked], axis=1))
-        scales = np.array([r.scale for r in distinct])[reference_of_row]
-        out.wasserstein[picked] = distances / scales
 
         edges = np.array([r.edge_starts.size for r in distinct])[reference_of_row]
         for count in np.unique(edges).tolist():

@@ -228,6 +228,8 @@ class NumericStream(_Stream):
         self._below: RingBuffer | None = None
         self._at_or_below: RingBuffer | None = None
         self.cusum = TwoSidedCusum(self.calibration.cusum_k, self.calibration.cusum_h)
+        #: The latest evaluation's row, until its Wasserstein distance is asked for (see ``scores``).
+        self._distance_of: tuple[WindowStatistics, int] | None = None
         #: What :meth:`advance` left for :meth:`resolve`: (position, kind, details), and
         #: where in its batch the values after the reference started, and how many there were.
         self._steps: list[tuple[int, int, Any]] = []
@@ -236,6 +238,20 @@ class NumericStream(_Stream):
     @property
     def ready(self) -> bool:
         return self.reference is not None
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Latest window-test statistics; Wasserstein is worked out when first asked for."""
+        if self._distance_of is not None:
+            results, row = self._distance_of
+            self._distance_of = None
+            self._scores["wasserstein"] = results.wasserstein(row)
+        return self._scores
+
+    @scores.setter
+    def scores(self, value: dict[str, float]) -> None:
+        self._scores = value
+        self._distance_of = None
 
     @property
     def reference_size(self) -> int:
@@ -487,14 +503,13 @@ class NumericStream(_Stream):
         row, long, window = details
         ks_statistic, ks_p_value = float(results.ks[row]), float(results.ks_p_value[row])
         psi_value, psi_threshold = float(results.psi[row]), float(results.psi_threshold[row])
-        wasserstein = float(results.wasserstein[row])
         mean_test, variance_test, mean_fired, variance_fired = self._long_window(*long)
-        self.scores = {"ks": ks_statistic, "psi": psi_value, "wasserstein": wasserstein}
+        self.scores = {"ks": ks_statistic, "psi": psi_value}
+        self._distance_of = (results, row)
         tests = {
             "ks": {"statistic": ks_statistic, "p_value": ks_p_value, "threshold": cal.ks_p_value},
             "psi": {"statistic": psi_value, "threshold": psi_threshold},
             "mean": mean_test,
-            "wasserstein": {"statistic": wasserstein, "critical": th.wasserstein_critical},
         }
         if variance_test is not None:
             tests["variance"] = variance_test
@@ -511,6 +526,8 @@ class NumericStream(_Stream):
         else:
             self._stable(self._stream_position(p))
             return []
+        wasserstein = self.scores["wasserstein"]
+        tests["wasserstein"] = {"statistic": wasserstein, "critical": th.wasserstein_critical}
         critical = psi_value >= th.psi_critical or wasserstein >= th.wasserstein_critical
         return self._gate(
             Detection(

@@ -95,7 +95,7 @@ def test_evaluations_give_each_window_the_statistics_it_gets_alone(kind):
         ks, distance = compare_windows(reference.sorted_values, window)
         assert results.ks[row] == ks.statistic
         assert results.ks_p_value[row] == ks.p_value
-        assert results.wasserstein[row] == pytest.approx(distance / reference.scale, rel=1e-12)
+        assert results.wasserstein(row) == pytest.approx(distance / reference.scale, rel=1e-12)
         ref_cells, cur_cells = pool_cells(reference.counts, sorted_bin_counts(np.sort(window), reference.edges), PSI_MIN_EXPECTED)
         assert results.psi[row] == (psi(ref_cells, cur_cells) if ref_cells.size > 1 else 0.0)
         assert results.psi_threshold[row] == cal.psi_threshold(500, int(ref_cells.size), categorical=False)
