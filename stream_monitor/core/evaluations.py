@@ -124,7 +124,7 @@ class NumericEvaluations:
         distinct = self._distinct
         # Sorted ranks carry everything KS and PSI need (see stats.window_tests).
         below_sorted, at_or_below_sorted = np.sort(below, axis=1), np.sort(at_or_below, axis=1)
-        tied = np.array([r.run_starts.size < n for r in distinct])[reference_of_row]
+        tied = np.array([r.has_ties for r in distinct])[reference_of_row]
         ks = np.empty(picked.size)
         if not tied.all():
             free = ~tied
@@ -179,9 +179,10 @@ class NumericEvaluations:
 def _run_tables(reference: NumericReference, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per rank, the end of the run of equal reference values starting there, and the start of the one ending there."""
     end_at = np.full(n + 1, n + 1, dtype=np.int64)
-    end_at[reference.run_starts] = reference.run_ends
+    starts, ends = reference.runs()
+    end_at[starts] = ends
     start_before = np.full(n + 1, -1, dtype=np.int64)
-    start_before[reference.run_ends] = reference.run_starts
+    start_before[ends] = starts
     return end_at, start_before
 
 

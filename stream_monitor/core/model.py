@@ -36,6 +36,8 @@ ALL = ("", "")
 #: Caps that keep a misbehaving producer from growing memory without bound.
 MAX_SIGNALS = 512
 MAX_SEGMENT_KEYS = 8
+#: Rows of a batch updated in one pass over the streams (longer batches are taken in parts).
+MAX_ROWS_PER_PASS = 8192
 
 StreamKey = tuple[str, str, str]
 
@@ -162,6 +164,15 @@ class ModelMonitor:
         if not reference_only:
             self.events += len(batch)
         self._record_times(batch, outcome)
+        # A stream's state does not depend on how its values were cut into
+        # batches, so a long batch is taken a part at a time: what one pass
+        # holds (every window due in it, above all) stays bounded.
+        for start in range(0, len(batch), MAX_ROWS_PER_PASS):
+            part = batch if len(batch) <= MAX_ROWS_PER_PASS else batch.take(np.arange(start, min(len(batch), start + MAX_ROWS_PER_PASS)))
+            self._update_streams(part, outcome, now, reference_only)
+        return outcome
+
+    def _update_streams(self, batch: ModelBatch, outcome: ModelOutcome, now: float, reference_only: bool) -> None:
         groups = self._segment_groups(batch, outcome)
         # Numeric streams file their due windows here and get their verdicts
         # once all of them are tested together (see core.evaluations).
@@ -193,7 +204,7 @@ class ModelMonitor:
         for signal, segment, key, stream, index, detections in updated:
             if detections is None:
                 assert isinstance(stream, NumericStream)
-                detections = stream.resolve(evaluations)
+                detections = stream.resolve(evaluations, scores=segment == ALL)
             self._track_drifting(key, stream)
             for detection in detections:
                 occurrence = self._occurrence(key, detection.severity)
@@ -202,7 +213,6 @@ class ModelMonitor:
             if segment == ALL and stream.scores:
                 for statistic, value in stream.scores.items():
                     outcome.scores[(signal.name, statistic)] = value
-        return outcome
 
     def _drop_replayed(self, batch: ModelBatch, outcome: ModelOutcome) -> ModelBatch:
         """Drop rows an earlier batch already applied, then advance the high-water marks.

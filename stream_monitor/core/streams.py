@@ -116,7 +116,8 @@ class _Stream:
         self.gate = AlertGate(settings.cooldown_events)
         #: Severity of the latest verdict, ``None`` while the stream looks stable.
         self.drifting: str | None = None
-        #: Latest window-test statistics, for the drift-score gauges.
+        #: Latest window-test statistics, for the drift-score gauges (a numeric
+        #: stream adds Wasserstein only when asked to: see NumericStream.resolve).
         self.scores: dict[str, float] = {}
         #: Stream position of the latest detection, admitted by the gate or not.
         self._last_detection: int | None = None
@@ -228,7 +229,7 @@ class NumericStream(_Stream):
         self._below: RingBuffer | None = None
         self._at_or_below: RingBuffer | None = None
         self.cusum = TwoSidedCusum(self.calibration.cusum_k, self.calibration.cusum_h)
-        #: The latest evaluation's row, until its Wasserstein distance is asked for (see ``scores``).
+        #: The batch's latest evaluation, whose Wasserstein distance completes ``scores`` (see :meth:`resolve`).
         self._distance_of: tuple[WindowStatistics, int] | None = None
         #: What :meth:`advance` left for :meth:`resolve`: (position, kind, details), and
         #: where in its batch the values after the reference started, and how many there were.
@@ -238,20 +239,6 @@ class NumericStream(_Stream):
     @property
     def ready(self) -> bool:
         return self.reference is not None
-
-    @property
-    def scores(self) -> dict[str, float]:
-        """Latest window-test statistics; Wasserstein is worked out when first asked for."""
-        if self._distance_of is not None:
-            results, row = self._distance_of
-            self._distance_of = None
-            self._scores["wasserstein"] = results.wasserstein(row)
-        return self._scores
-
-    @scores.setter
-    def scores(self, value: dict[str, float]) -> None:
-        self._scores = value
-        self._distance_of = None
 
     @property
     def reference_size(self) -> int:
@@ -278,7 +265,7 @@ class NumericStream(_Stream):
         """Take a batch of this stream's values and return its detections."""
         evaluations = NumericEvaluations(self.settings)
         self.advance(values, timestamps, evaluations)
-        return self.resolve(evaluations)
+        return self.resolve(evaluations, scores=True)
 
     def advance(self, values: np.ndarray, timestamps: np.ndarray, evaluations: NumericEvaluations) -> None:
         """Update the state with a batch; file its due windows with ``evaluations``.
@@ -435,8 +422,13 @@ class NumericStream(_Stream):
             long = (math.fsum(block_sums[first:last]) / events, math.fsum(block_squares[first:last]) / events, events)
             self._steps.append((p, _EVALUATION, (first_row + row, long, window_info(p))))
 
-    def resolve(self, evaluations: NumericEvaluations) -> list[Detection]:
-        """Verdicts on what :meth:`advance` filed, in the order of the values; clears them."""
+    def resolve(self, evaluations: NumericEvaluations, scores: bool = False) -> list[Detection]:
+        """Verdicts on what :meth:`advance` filed, in the order of the values; clears them.
+
+        ``scores``: complete the latest ``scores`` with the Wasserstein
+        distance (a window's distance is worked out only when something reads
+        it: the gauges of the aggregate streams, or a detection).
+        """
         steps, self._steps = self._steps, []
         if not steps:
             return []
@@ -449,6 +441,12 @@ class NumericStream(_Stream):
             else:
                 assert results is not None
                 detections += self._evaluate(p, details, results)
+        if self._distance_of is not None:
+            # Not kept past the batch: it holds every window of the batch.
+            latest, row = self._distance_of
+            self._distance_of = None
+            if scores and "wasserstein" not in self.scores:
+                self.scores["wasserstein"] = latest.wasserstein(row)
         return detections
 
     def _stream_position(self, p: int) -> int:
@@ -526,7 +524,7 @@ class NumericStream(_Stream):
         else:
             self._stable(self._stream_position(p))
             return []
-        wasserstein = self.scores["wasserstein"]
+        wasserstein = self.scores["wasserstein"] = results.wasserstein(row)
         tests["wasserstein"] = {"statistic": wasserstein, "critical": th.wasserstein_critical}
         critical = psi_value >= th.psi_critical or wasserstein >= th.wasserstein_critical
         return self._gate(

@@ -99,8 +99,7 @@ class NumericReference:
         "_summary",
         "_score_mean",
         "_score_variance",
-        "_run_starts",
-        "_run_ends",
+        "_has_ties",
         "_edge_starts",
         "_rank_dtype",
     )
@@ -123,11 +122,9 @@ class NumericReference:
         self._score_table = _score_table(self._sorted.size)
         self._summary = summarize(self._sorted)
         n = self._sorted.size
-        # Where each run of equal values starts and ends, and where each PSI
-        # edge's run starts: what the window tests read from a window's ranks.
-        starts = np.flatnonzero(np.r_[True, self._sorted[1:] != self._sorted[:-1]])
-        self._run_starts = _read_only(starts)
-        self._run_ends = _read_only(np.r_[starts[1:], n])
+        # What the window tests read from a window's ranks: whether runs of
+        # equal values need tracking, and where each PSI edge's run starts.
+        self._has_ties = bool(np.any(self._sorted[1:] == self._sorted[:-1]))
         self._edge_starts = _read_only(np.searchsorted(self._sorted, self._edges, side="left"))
         self._rank_dtype = np.dtype(np.uint16 if n < np.iinfo(np.uint16).max else np.int64)
         own = self.normal_scores(self._sorted)
@@ -190,14 +187,18 @@ class NumericReference:
         return _gap_variance(self._sorted.size)
 
     @property
-    def run_starts(self) -> np.ndarray:
-        """Per distinct reference value, how many reference values are below it (read-only)."""
-        return self._run_starts
+    def has_ties(self) -> bool:
+        """Whether some value occurs more than once in the reference."""
+        return self._has_ties
 
-    @property
-    def run_ends(self) -> np.ndarray:
-        """Per distinct reference value, how many reference values are at or below it (read-only)."""
-        return self._run_ends
+    def runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per distinct reference value, how many reference values are below it and at or below it.
+
+        Worked out when asked (for references with ties, at their
+        evaluations) rather than kept: 16 KB a stream otherwise.
+        """
+        starts = np.flatnonzero(np.r_[True, self._sorted[1:] != self._sorted[:-1]])
+        return starts, np.r_[starts[1:], self._sorted.size]
 
     @property
     def edge_starts(self) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""A long batch is taken in parts (bounded memory) with the outcome of taking it whole."""
+
+import orjson
+import pytest
+
+import stream_monitor.core.model as model_module
+from stream_monitor.core.engine import MonitorEngine, ingest
+from stream_monitor.core.events import RawMessage
+from stream_monitor.core.state_codec import encode_state
+from stream_monitor.simulation.synthetic import benchmark_profile, generate
+from stream_monitor.spec import MonitorSpec
+
+
+def _messages(n: int) -> list[RawMessage]:
+    return [
+        RawMessage(orjson.dumps(event), topic="predictions", partition=i % 2, offset=i // 2)
+        for i, event in enumerate(generate(benchmark_profile(), n, seed=11))
+    ]
+
+
+def _run(batch_size: int, messages: list[RawMessage]) -> tuple[bytes, list[str]]:
+    engine = MonitorEngine(MonitorSpec.default())
+    alerts: list[str] = []
+    for start in range(0, len(messages), batch_size):
+        batch = ingest(messages[start : start + batch_size], engine.spec).batches
+        for model_batch in batch:
+            alerts += [a.alert_id for a in engine.evaluate(model_batch).alerts]
+    alerts += [a.alert_id for a in engine.flush(force=True).alerts]
+    state = {name: m.to_state() for name, m in engine.models.items()}
+    for one in state.values():
+        one.pop("resequencer")
+        one["streams"].sort(key=lambda item: item[0])
+    return encode_state(state), sorted(alerts)
+
+
+def test_a_batch_longer_than_a_pass_gives_the_state_and_alerts_of_short_batches(monkeypatch):
+    messages = _messages(24_000)
+    short = _run(1_000, messages)
+    monkeypatch.setattr(model_module, "MAX_ROWS_PER_PASS", 2_500)
+    long = _run(24_000, messages)
+    assert long == short
