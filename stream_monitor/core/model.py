@@ -21,6 +21,7 @@ import numpy as np
 
 from stream_monitor.core.alerts import Alert, alert_id, iso_time
 from stream_monitor.core.columns import ModelBatch
+from stream_monitor.core.categorical_evaluations import CategoricalEvaluations
 from stream_monitor.core.evaluations import NumericEvaluations
 from stream_monitor.core.numeric_batch import advance_streams
 from stream_monitor.core.events import RawMessage, Reason, Rejection
@@ -174,10 +175,12 @@ class ModelMonitor:
 
     def _update_streams(self, batch: ModelBatch, outcome: ModelOutcome, now: float, reference_only: bool) -> None:
         groups = self._segment_groups(batch, outcome)
-        # Numeric streams file their due windows here and get their verdicts
-        # once all of them are tested together (see core.evaluations).
+        # Streams file their due windows here and get their verdicts once all
+        # of them are tested together (see core.evaluations and
+        # core.categorical_evaluations).
         evaluations = NumericEvaluations(self.detection)
-        updated: list[tuple[Signal, tuple[str, str], StreamKey, NumericStream | CategoricalStream, np.ndarray, list[Detection] | None]] = []
+        categorical = CategoricalEvaluations(self.detection)
+        updated: list[tuple[Signal, tuple[str, str], StreamKey, NumericStream | CategoricalStream, np.ndarray]] = []
         group_times = [batch.timestamp[index] for _, index in groups]
         for signal, values, present in self._columns(batch):
             numeric: tuple[list[NumericStream], list[np.ndarray], list[np.ndarray]] = ([], [], [])
@@ -197,14 +200,16 @@ class ModelMonitor:
                 if isinstance(stream, NumericStream):
                     for column, part in zip(numeric, (stream, values[index], times)):
                         column.append(part)
-                    updated.append((signal, segment, key, stream, index, None))
+                    updated.append((signal, segment, key, stream, index))
                 else:
-                    updated.append((signal, segment, key, stream, index, stream.update(values[index], times)))
+                    stream.advance(values[index], times, categorical)
+                    updated.append((signal, segment, key, stream, index))
             advance_streams(*numeric, evaluations)
-        for signal, segment, key, stream, index, detections in updated:
-            if detections is None:
-                assert isinstance(stream, NumericStream)
+        for signal, segment, key, stream, index in updated:
+            if isinstance(stream, NumericStream):
                 detections = stream.resolve(evaluations, scores=segment == ALL)
+            else:
+                detections = stream.resolve(categorical)
             self._track_drifting(key, stream)
             for detection in detections:
                 occurrence = self._occurrence(key, detection.severity)

@@ -18,25 +18,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from stream_monitor.calibration import CHI_SQUARE_MIN_EXPECTED, PSI_MIN_EXPECTED
 from stream_monitor.core.alerts import Severity, iso_time
+from stream_monitor.core.categorical_evaluations import CategoricalEvaluations, CategoryStatistics
 from stream_monitor.core.evaluations import NumericEvaluations, WindowStatistics
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.stats.cusum import TwoSidedCusum
 from stream_monitor.stats.reference import NumericReference, summarize
-from stream_monitor.stats.two_sample import (
-    category_share_test,
-    chi_square_2xk,
-    compare_windows,
-    pool_cells,
-    psi,
-    sorted_bin_counts,
-    unseen_category_test,
-)
+from stream_monitor.stats.two_sample import compare_windows, sorted_bin_counts
 from stream_monitor.stats.windows import BlockCounts, RingBuffer
 
 OTHER_CATEGORY = "__other__"
@@ -644,6 +636,22 @@ class CategoryCodebook:
         return book
 
 
+class _CategoricalBatch(NamedTuple):
+    """What :meth:`CategoricalStream.resolve` needs of the batch :meth:`CategoricalStream.advance` took."""
+
+    #: Where the values after the reference started in the batch.
+    offset: int
+    #: Values the stream had seen before the batch (after its reference).
+    seen: int
+    #: Event times of the blocks begun in the short window before the batch.
+    held_starts: list[float]
+    #: Event times of the values after the reference; where blocks began among them.
+    timestamps: np.ndarray
+    starts: range
+    #: Short-window counts of each filed window (the alert's ``current``).
+    short: np.ndarray
+
+
 class CategoricalStream(_Stream):
     """Reference vs current category frequencies.
 
@@ -658,6 +666,12 @@ class CategoricalStream(_Stream):
 
     The window is kept as per-block category counts (bounded by
     ``max_categories``), so the long window costs no value per event.
+
+    As for numeric streams, a batch is taken in two steps so that a model's
+    streams can share the window tests (see ``core.categorical_evaluations``):
+    :meth:`advance` counts the batch into blocks and files the windows that
+    fell due; :meth:`resolve` reads their statistics back and turns them into
+    verdicts in order. :meth:`update` does both for a stream alone.
     """
 
     def __init__(self, settings: DetectionSettings, codebook: CategoryCodebook) -> None:
@@ -666,6 +680,10 @@ class CategoricalStream(_Stream):
         self.reference_counts = np.zeros(codebook.size, dtype=np.int64)
         self._reference_total = 0
         self.blocks = BlockCounts(self.long_blocks, codebook.size)
+        #: What :meth:`advance` left for :meth:`resolve`: (position, row filed, index among
+        #: the stream's rows) per due window, and what their verdicts need of the batch.
+        self._steps: list[tuple[int, int, int]] = []
+        self._batch: _CategoricalBatch | None = None
 
     @property
     def ready(self) -> bool:
@@ -679,20 +697,74 @@ class CategoricalStream(_Stream):
         return max(take, 0)
 
     def update(self, codes: np.ndarray, timestamps: np.ndarray) -> list[Detection]:
-        detections: list[Detection] = []
+        """Take a batch of this stream's values and return its detections."""
+        evaluations = CategoricalEvaluations(self.settings)
+        self.advance(codes, timestamps, evaluations)
+        return self.resolve(evaluations)
+
+    def advance(self, codes: np.ndarray, timestamps: np.ndarray, evaluations: CategoricalEvaluations) -> None:
+        """Update the state with a batch; file its due windows with ``evaluations``.
+
+        The batch is counted into blocks in one go (``BlockCounts.extend``);
+        each due window's short and long counts are sums of whole blocks, the
+        blocks held before the batch followed by those it closed, as
+        ``BlockCounts.counts`` would have given them at that evaluation.
+        """
+        self._steps = []
         i = 0 if self.ready else self.add_reference(codes)
-        n = len(codes)
-        every = self.settings.evaluate_every
-        while i < n:
-            end = min(n, i + every - self.seen % every)
-            self.blocks.add(codes[i:end])
-            self._advance(timestamps, i, end - i)
-            i = end
-            if self._block_closed():
-                self.blocks.close_block()
-                if self._at_evaluation():
-                    detections += self._evaluate(i - 1)
+        if i == len(codes):
+            return
+        codes, timestamps = codes[i:], timestamps[i:]
+        settings = self.settings
+        every, m = settings.evaluate_every, settings.window_size
+        count = len(codes)
+        seen = self.seen
+        room = every - seen % every
+        closes = range(room - 1, count, every)
+        starts = range((-seen) % every, count, every)
+        due = [k for k, p in enumerate(closes) if seen + p + 1 >= m]
+        held = self.blocks.rows() if due else None
+        closed = self.blocks.extend(codes, room, every)
+        if due:
+            assert held is not None
+            rows = np.concatenate((held, closed)).astype(np.int64)
+            sums = np.zeros((rows.shape[0] + 1, rows.shape[1]), dtype=np.int64)
+            np.cumsum(rows, axis=0, out=sums[1:])
+            ends = np.array(due) + held.shape[0] + 1
+            short = sums[ends] - sums[np.maximum(ends - m // every, 0)]
+            long = sums[ends] - sums[np.maximum(ends - self.blocks.capacity, 0)]
+            first_row = evaluations.add(self.reference_counts, short, long)
+            self._steps = [(closes[k], first_row + j, j) for j, k in enumerate(due)]
+            self._batch = _CategoricalBatch(i, seen, self.block_starts.values().tolist(), timestamps, starts, short)
+        for p in starts:
+            self.block_starts.append(timestamps[p])
+        self.seen += count
+        self.last_timestamp = float(timestamps[-1])
+
+    def resolve(self, evaluations: CategoricalEvaluations) -> list[Detection]:
+        """Verdicts on what :meth:`advance` filed, in the order of the values; clears them."""
+        steps, self._steps = self._steps, []
+        if not steps:
+            return []
+        results = evaluations.run()
+        detections: list[Detection] = []
+        for p, row, j in steps:
+            detections += self._evaluate(p, j, results[row])
+        self._batch = None
         return detections
+
+    def _window_at(self, p: int) -> dict[str, Any]:
+        """``_window_info`` as it read once the batch's ``p``-th value (after the reference) was taken."""
+        assert self._batch is not None
+        _, seen, held_starts, timestamps, starts, _ = self._batch
+        every = self.settings.evaluate_every
+        begun = 0 if p < starts.start else min(len(starts), (p - starts.start) // every + 1)
+        held = (held_starts + [float(timestamps[q]) for q in starts[:begun]])[-self.block_starts.capacity :]
+        return {
+            "events": min(seen + p + 1, self.settings.window_size),
+            "first_event_at": iso_time(held[0]) if held else None,
+            "last_event_at": iso_time(float(timestamps[p])),
+        }
 
     def _shares(self, counts: np.ndarray, extra: np.ndarray | None = None, top: int = 5) -> dict[str, Any]:
         total = int(counts.sum())
@@ -706,58 +778,58 @@ class CategoricalStream(_Stream):
             "top_shares": {self.codebook.name(c): round(float(counts[c]) / total, 6) for c in picked},
         }
 
-    def _evaluate(self, position: int) -> list[Detection]:
+    def _evaluate(self, p: int, j: int, statistics: CategoryStatistics) -> list[Detection]:
+        """The verdict of the evaluation after the batch's ``p``-th value, the ``j``-th it filed."""
         th = self.settings.thresholds
         cal = self.calibration
         ref = self.reference_counts
-        short = self.blocks.counts(self.settings.window_size // self.settings.evaluate_every)
-        long = self.blocks.counts()
-        ref_cells, cur_cells, cell_codes = pool_cells(ref, long, CHI_SQUARE_MIN_EXPECTED, return_codes=True)
-        chi = chi_square_2xk(ref_cells, cur_cells)
-        share = category_share_test(ref_cells, cur_cells)
-        code = int(cell_codes[share.cell]) if share.cell < cell_codes.size else -1
-        category = self.codebook.name(code) if code >= 0 else "(rare categories pooled)"
-        psi_ref, psi_cur = pool_cells(ref, long, PSI_MIN_EXPECTED)
-        psi_value = psi(psi_ref, psi_cur) if psi_ref.size > 1 else 0.0
-        psi_threshold = cal.psi_threshold(int(long.sum()), int(psi_ref.size), categorical=True)
-        unseen = unseen_category_test(ref, short)
-        self.scores = {"chi_square": float(chi.statistic), "psi": psi_value}
+        assert self._batch is not None
+        offset, seen, short_rows = self._batch.offset, self._batch.seen, self._batch.short
+        stream_position = self.settings.reference_size + seen + p + 1
+        st = statistics
+        if st.category >= 0:
+            category = self.codebook.name(st.category)
+        else:
+            category = "(rare categories pooled)"
+        psi_value, psi_threshold = st.psi, st.psi_threshold
+        self.scores = {"chi_square": st.chi_square, "psi": psi_value}
         half = cal.chi_square_p_value / 2.0
         tests = {
             "chi_square": {
-                "statistic": float(chi.statistic),
-                "dof": int(chi.dof),
-                "p_value": float(chi.p_value),
+                "statistic": st.chi_square,
+                "dof": st.dof,
+                "p_value": st.chi_square_p_value,
                 "threshold": half,
-                "events": int(long.sum()),
+                "events": st.events,
                 "category": category,
-                "category_reference_share": share.reference_share,
-                "category_current_share": share.current_share,
-                "category_p_value": share.p_value,
+                "category_reference_share": st.category_reference_share,
+                "category_current_share": st.category_current_share,
+                "category_p_value": st.category_p_value,
             },
-            "psi": {"statistic": psi_value, "threshold": psi_threshold, "events": int(long.sum())},
+            "psi": {"statistic": psi_value, "threshold": psi_threshold, "events": st.events},
             "new_category": {
-                "share": unseen.share,
-                "p_value": unseen.p_value,
+                "share": st.unseen_share,
+                "p_value": st.unseen_p_value,
                 "threshold": cal.new_category_p_value,
-                "events": int(short.sum()),
+                "events": st.short_events,
             },
         }
-        if unseen.p_value < cal.new_category_p_value:
-            detector, statistic, threshold, p_value = "new_category", unseen.share, cal.new_category_p_value, unseen.p_value
-        elif chi.p_value < half or share.p_value < half:
-            detector, statistic, threshold = "chi_square", float(chi.statistic), half
-            p_value = float(min(chi.p_value, share.p_value))
+        if st.unseen_p_value < cal.new_category_p_value:
+            detector, statistic, threshold, p_value = "new_category", st.unseen_share, cal.new_category_p_value, st.unseen_p_value
+        elif st.chi_square_p_value < half or st.category_p_value < half:
+            detector, statistic, threshold = "chi_square", st.chi_square, half
+            p_value = float(min(st.chi_square_p_value, st.category_p_value))
         elif psi_value >= psi_threshold:
             detector, statistic, threshold, p_value = "psi", psi_value, psi_threshold, None
         else:
-            self._stable(self.settings.reference_size + self.seen)
+            self._stable(stream_position)
             return []
-        critical = psi_value >= th.psi_critical or unseen.share >= th.new_category_critical
+        critical = psi_value >= th.psi_critical or st.unseen_share >= th.new_category_critical
+        short = short_rows[j]
         return self._gate(
             Detection(
-                position=position,
-                stream_position=self.settings.reference_size + self.seen,
+                position=offset + p,
+                stream_position=stream_position,
                 detector=detector,
                 severity=Severity.CRITICAL if critical else Severity.WARNING,
                 statistic=statistic,
@@ -766,7 +838,7 @@ class CategoricalStream(_Stream):
                 tests=tests,
                 reference=self._shares(ref),
                 current=self._shares(short, extra=np.flatnonzero((ref == 0) & (short > 0))),
-                window=self._window_info(),
+                window=self._window_at(p),
             )
         )
 

@@ -148,6 +148,11 @@ class BlockCounts:
         return min(self._closed, self._rows.shape[0])
 
     @property
+    def capacity(self) -> int:
+        """Closed blocks it can hold."""
+        return self._rows.shape[0]
+
+    @property
     def categories(self) -> int:
         return self._rows.shape[1]
 
@@ -164,6 +169,42 @@ class BlockCounts:
         self._closed += 1
         self._open[:] = 0
 
+    def extend(self, codes: np.ndarray, room: int, size: int) -> np.ndarray:
+        """Count a run of codes into consecutive blocks; returns the blocks it closed, oldest first.
+
+        The first ``room`` codes complete the open block, every ``size`` after
+        that close another; the rest stays in the new open block. The same
+        counts, rows and ring position as ``add`` and ``close_block`` at every
+        boundary, with one bincount for the whole run.
+        """
+        codes = np.asarray(codes)
+        categories = self.categories
+        count = codes.size
+        if not 0 < room <= size:
+            raise ValueError(f"room must be in 1..{size}, got {room}")
+        if count < room:
+            self.add(codes)
+            return np.empty((0, categories), dtype=np.int32)
+        closes = 1 + (count - room) // size
+        # Block of each code: 0 for the open block, then one per ``size`` codes.
+        block = (np.arange(count) - room) // size + 1
+        counts = np.bincount(block * categories + codes, minlength=(closes + 1) * categories)
+        counts = counts.reshape(closes + 1, categories).astype(np.int32)
+        counts[0] += self._open
+        closed = counts[:closes]
+        capacity = self._rows.shape[0]
+        kept = min(closes, capacity)
+        self._rows[(self._head + np.arange(closes - kept, closes)) % capacity] = closed[closes - kept :]
+        self._head = (self._head + closes) % capacity
+        self._closed += closes
+        self._open[:] = counts[closes]
+        return closed
+
+    def rows(self) -> np.ndarray:
+        """The held closed blocks' counts, oldest first (a copy)."""
+        order = (self._head - self.blocks + np.arange(self.blocks)) % self._rows.shape[0]
+        return self._rows[order]
+
     def counts(self, last: int | None = None) -> np.ndarray:
         """Counts over the newest ``last`` closed blocks (all held blocks by default), int64."""
         held = self.blocks
@@ -172,10 +213,9 @@ class BlockCounts:
         return self._rows[rows].sum(axis=0, dtype=np.int64)
 
     def to_state(self) -> dict[str, Any]:
-        order = (self._head - self.blocks + np.arange(self.blocks)) % self._rows.shape[0]
         return {
             "capacity": int(self._rows.shape[0]),
-            "rows": self._rows[order].copy(),  # oldest first
+            "rows": self.rows(),  # oldest first
             "closed": self._closed,
             "open": self._open.copy(),
         }
