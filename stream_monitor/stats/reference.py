@@ -197,8 +197,10 @@ class NumericReference:
         Worked out when asked (for references with ties, at their
         evaluations) rather than kept: 16 KB a stream otherwise.
         """
-        starts = np.flatnonzero(np.r_[True, self._sorted[1:] != self._sorted[:-1]])
-        return starts, np.r_[starts[1:], self._sorted.size]
+        values = self._sorted
+        starts = np.flatnonzero(values[1:] != values[:-1])
+        starts += 1
+        return np.concatenate(([0], starts)), np.concatenate((starts, [values.size]))
 
     @property
     def edge_starts(self) -> np.ndarray:
