@@ -31,8 +31,12 @@ and in every segment value: 2,678 streams. What is measured:
      run`` is started (one process, then two processes in one consumer group,
      each time a fresh group reading from the beginning), and the benchmark
      polls each worker's ``/healthz`` and ``/metrics`` every 0.25 s. Progress is
-     the gauge ``stream_monitor_model_events`` (events applied to the model's
-     state; with two workers, the value of the worker that owns the model).
+     the gauge ``stream_monitor_shard_events`` (events applied to the state of
+     one evaluation shard of the model; every shard applies every event, each
+     to its own signals): the least over the model's shards, each read from
+     the worker that reports it (the highest, while a moved shard is briefly
+     reported by two). With one shard (``--evaluation-shards 1``) that is
+     ``stream_monitor_model_events``.
      The headline is the steady-state rate, events applied between the first
      poll at or past ``warmup`` and the first poll at or past ``warmup +
      measured`` divided by the time between those polls, the same regime as
@@ -222,7 +226,14 @@ def naive_loop(messages: list[RawMessage], detectors: dict) -> None:
 
 # --------------------------------------------------------------------------- (d) end to end
 
-_MODEL_EVENTS = re.compile(r'^stream_monitor_model_events\{model="([^"]*)"\} (\S+)$', re.M)
+_SHARD_EVENTS = re.compile(r'^stream_monitor_shard_events\{model="([^"]*)",shard="(\d+)"\} (\S+)$', re.M)
+
+
+def _worker_shards() -> int:
+    """Evaluation shards per model of ``stream-monitor run`` with the benchmark's settings (defaults + env)."""
+    from stream_monitor.config import load_settings
+
+    return load_settings({}).shards
 
 
 def _load_worker_helper() -> Any:
@@ -260,7 +271,9 @@ class E2EResult:
     wall_seconds: float = float("nan")  # process start -> target reached
     reached: int = 0
     timed_out: bool = False
-    owners: list[int] = field(default_factory=list)  # which worker held the model, in order of polls
+    #: Which worker held each shard of the model (one digit per shard), in order of polls.
+    owners: list[str] = field(default_factory=list)
+    shards: int = 1
     note: str = ""
 
     @property
@@ -284,9 +297,9 @@ def run_e2e(bootstrap: str, topic: str, workers: int, warmup: int, target: int, 
         helper.WorkerProcess(bootstrap, [topic], f"bench-alerts-{tag}", f"bench-dead-letter-{tag}", group)
         for _ in range(workers)
     ]
-    result = E2EResult(workers=workers, target=target, warmup=warmup)
+    result = E2EResult(workers=workers, target=target, warmup=warmup, shards=_worker_shards())
     logs_before_stop: list[str] = []
-    samples: list[tuple[float, int, int]] = []  # (time since start, applied, owner)
+    samples: list[tuple[float, int, str]] = []  # (time since start, applied, owners)
     healthy_at: dict[int, float] = {}
     started_wall = time.time()
     started = time.monotonic()
@@ -298,7 +311,7 @@ def run_e2e(bootstrap: str, topic: str, workers: int, warmup: int, target: int, 
             for proc in procs:
                 proc.assert_running()
             now = time.monotonic() - started
-            best, owner = -1, -1
+            shard_best: dict[int, tuple[int, int]] = {}  # shard -> (events, worker)
             for index, proc in enumerate(procs):
                 if index not in healthy_at:
                     if _get(f"http://127.0.0.1:{proc.port}/healthz") is not None:
@@ -307,10 +320,12 @@ def run_e2e(bootstrap: str, topic: str, workers: int, warmup: int, target: int, 
                 answer = _get(f"http://127.0.0.1:{proc.port}/metrics")
                 if answer is None:
                     continue
-                for model, value in _MODEL_EVENTS.findall(answer[1]):
-                    if model == MODEL and float(value) > best:
-                        best, owner = int(float(value)), index
-            if best >= 0:
+                for model, shard, value in _SHARD_EVENTS.findall(answer[1]):
+                    if model == MODEL and int(float(value)) > shard_best.get(int(shard), (-1, -1))[0]:
+                        shard_best[int(shard)] = (int(float(value)), index)
+            if len(shard_best) == result.shards:  # every shard reported: the model is as far as the slowest
+                best = min(events for events, _ in shard_best.values())
+                owner = "".join(str(shard_best[k][1]) for k in range(result.shards))
                 samples.append((now, best, owner))
                 if not result.owners or result.owners[-1] != owner:
                     result.owners.append(owner)
@@ -806,7 +821,8 @@ def report(results: Results, command: str) -> str:
             "partitions, checkpoint every 10 s) plus `session.timeout.ms=6000` (tests/helpers/worker.py); "
             f"/metrics polled every {POLL_SECONDS} s. "
             + " ".join(
-                f"{r.workers} worker(s): the model was evaluated by worker(s) {r.owners} (in order), "
+                f"{r.workers} worker(s): {r.shards} evaluation shard(s) of the model, held by worker(s) "
+                f"{r.owners} (one digit per shard, in order of polls), "
                 f"{r.reached:,} events applied when stopped; {r.note}."
                 for r in results.e2e
             )

@@ -36,6 +36,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="max messages per batch [env STREAM_MONITOR_BATCH_SIZE]")
     p.add_argument("--internal-partitions", type=int, help="partitions of the internal topics [env STREAM_MONITOR_INTERNAL_PARTITIONS]")
     p.add_argument(
+        "--evaluation-shards", type=int,
+        help="internal partitions one model's signals are divided among (workers sharing a busy model) "
+        "[env STREAM_MONITOR_EVALUATION_SHARDS]",
+    )
+    p.add_argument(
         "--checkpoint-interval", type=float, dest="checkpoint_interval_seconds",
         help="seconds between state checkpoints [env STREAM_MONITOR_CHECKPOINT_INTERVAL_SECONDS]",
     )
@@ -114,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         "spec": args.spec,
         "batch_size": args.batch_size,
         "internal_partitions": args.internal_partitions,
+        "evaluation_shards": args.evaluation_shards,
         "checkpoint_interval_seconds": args.checkpoint_interval_seconds,
         "reorder_idle_seconds": args.reorder_idle_seconds,
         "kafka": _kafka_pairs(args.kafka),
@@ -132,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     try:
         engine = MonitorEngine(spec, reorder_idle_seconds=settings.reorder_idle_seconds)
-        engine.preload_references()
+        engine.preload_references(keep=settings.shards == 1)
     except (OSError, ValueError) as exc:
         return _fail(str(exc))
     worker = Worker(settings, engine)

@@ -280,6 +280,14 @@ class Settings(BaseSettings):
     #: evaluator owns each; it bounds how many workers share the evaluation.
     #: Fixed when the topics are created.
     internal_partitions: int = Field(default=8, ge=1, le=1024)
+    #: Evaluation shards per model: a model's signals are divided among this
+    #: many internal partitions (by a hash of the signal name), so up to this
+    #: many workers share one busy model's evaluation. Every shard still reads
+    #: every row of the model, so each costs a little fixed work per row; 1 =
+    #: one evaluator per model. At most ``internal_partitions`` are used.
+    #: Changing it restarts the detector state of every model (see
+    #: docs/architecture.md).
+    evaluation_shards: int = Field(default=4, ge=1, le=1024)
     #: Seconds between checkpoints of the detector state to the changelog topic:
     #: the most a restarted worker re-evaluates.
     checkpoint_interval_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
@@ -292,6 +300,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: librdkafka pass-through properties (canonical dotted names, string values).
     kafka: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def shards(self) -> int:
+        """Evaluation shards per model in effect: two shards never share a partition."""
+        return min(self.evaluation_shards, self.internal_partitions)
 
     @property
     def internal_topic(self) -> str:
@@ -450,6 +463,7 @@ _FLAGS = {
     "spec": "--spec",
     "batch_size": "--batch-size",
     "internal_partitions": "--internal-partitions",
+    "evaluation_shards": "--evaluation-shards",
     "checkpoint_interval_seconds": "--checkpoint-interval",
     "reorder_idle_seconds": "--reorder-idle-seconds",
     "kafka": "--kafka KEY=VALUE",
@@ -468,6 +482,7 @@ _HINTS = {
     "metrics_host": "an interface address such as 0.0.0.0 or 127.0.0.1",
     "spec": "the path of an existing monitor spec TOML file, or leave it unset",
     "batch_size": "an integer between 1 and 1000000",
+    "evaluation_shards": "an integer between 1 and 1024 (at most --internal-partitions are used)",
     "batch_timeout_seconds": "a number of seconds greater than 0, e.g. 0.5",
     "create_topics": "true or false",
     "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",

@@ -94,6 +94,8 @@ def run_demo(bootstrap_servers: str | None = None, events: int = 48_000, rate: f
         counts: Counter = Counter()
         total = events + MALFORMED
 
+        applied: dict[int, int] = {}  # evaluation shard -> events applied to its state
+
         def on_batch(result: BatchResult) -> None:
             # evaluated events plus rejects: everything that reached a verdict
             counts["consumed"] += sum(result.processed_by_model.values()) + len(result.rejections)
@@ -101,7 +103,11 @@ def run_demo(bootstrap_servers: str | None = None, events: int = 48_000, rate: f
             for alert in result.alerts:
                 alerts.append(alert)
                 _out(format_alert(alert))
-            if counts["consumed"] >= total:
+            for (_model, shard), events in result.shard_events.items():
+                applied[shard] = events
+            # every shard of the model has evaluated every event (shard 0 counts "consumed")
+            slowest = min(applied.get(shard, 0) for shard in range(settings.shards))
+            if counts["consumed"] >= total and slowest + counts["invalid"] >= total:
                 worker.request_stop()
 
         worker = Worker(settings, MonitorEngine(MonitorSpec.default()), on_batch=on_batch)

@@ -22,6 +22,7 @@ from stream_monitor.core.columns import ModelBatch, build_model_batches
 from stream_monitor.core.events import Event, RawMessage, Reason, Rejection, decode_batch
 from stream_monitor.core.model import ModelMonitor, row_message
 from stream_monitor.core.settings import DetectionSettings
+from stream_monitor.core.shards import MonitorKey, Shard, ShardMonitor, is_first_shard, key_model, monitor_key, split_batch
 
 #: Models are discovered from traffic; past this many, events of new models are
 #: rejected (a producer that invents model names must not grow memory forever).
@@ -57,8 +58,11 @@ class BatchResult:
 
     #: Rows dropped as replays of rows already applied (after an ingest crash).
     replayed: int = 0
-    #: model -> events applied to its state, ever (for every model evaluated in the batch).
+    #: model -> events applied to its state, ever (for every model evaluated in the batch;
+    #: a sharded model's from its shard 0).
     model_events: dict[str, int] = field(default_factory=dict)
+    #: (model, shard index) -> events applied to that shard's state (0 for a whole model).
+    shard_events: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
     def invalid_by_reason(self) -> Counter:
@@ -197,37 +201,52 @@ class MonitorEngine:
         self.reorder_idle_seconds = reorder_idle_seconds
         self.clock = clock
         self.max_models = max_models
-        self.models: dict[str, ModelMonitor] = {}
+        #: Monitors by key: the model name for a whole model, (model, shard, shards)
+        #: for one evaluation shard of it (stream_monitor.core.shards).
+        self.models: dict[MonitorKey, ModelMonitor] = {}
         self._reference_loader = reference_loader or read_reference_file
 
-    def preload_references(self) -> None:
+    def preload_references(self, keep: bool = True) -> None:
         """Build the monitors of models whose spec names a reference file, now.
 
         A broken reference file should stop the service at start-up, with the
         line at fault, not hours later when the model's first event arrives.
+        ``keep=False`` only checks the files (a worker evaluating shards of
+        models builds each shard's monitor when it gets the shard).
         """
         for name in getattr(self.spec, "models", {}):
-            self.monitor_for(name)
+            if keep:
+                self.monitor_for(name)
+            else:
+                self.new_monitor(name)
 
-    def monitor_for(self, name: str) -> ModelMonitor | None:
-        monitor = self.models.get(name)
+    def monitor_for(self, name: str, shard: Shard | None = None) -> ModelMonitor | None:
+        key = monitor_key(name, shard)
+        monitor = self.models.get(key)
         if monitor is None:
-            if len(self.models) >= self.max_models:
+            if not self.holds(name) and len({key_model(k) for k in self.models}) >= self.max_models:
                 return None
-            monitor = self.new_monitor(name)
-            self.models[name] = monitor
+            monitor = self.new_monitor(name, shard)
+            self.models[key] = monitor
         return monitor
 
-    def new_monitor(self, name: str) -> ModelMonitor:
-        """A fresh monitor for ``name`` with its spec's settings and reference file applied."""
+    def holds(self, model: str) -> bool:
+        """Whether a monitor of ``model`` (whole or any shard of it) is held here."""
+        return any(key_model(key) == model for key in self.models)
+
+    def new_monitor(self, name: str, shard: Shard | None = None) -> ModelMonitor:
+        """A fresh monitor for ``name`` (or one shard of it) with its spec's settings and reference file applied."""
         model_spec = self.spec.model(name)
-        monitor = ModelMonitor(
-            name,
-            model_spec.detection,
+        settings: dict[str, Any] = dict(
             feature_types=dict(model_spec.feature_types),
             segment_keys=model_spec.segment_keys,
             reorder_idle_seconds=self.reorder_idle_seconds,
         )
+        if monitor_key(name, shard) == name:
+            monitor = ModelMonitor(name, model_spec.detection, **settings)
+        else:
+            assert shard is not None
+            monitor = ShardMonitor(name, shard, model_spec.detection, **settings)
         if model_spec.reference_file is not None:
             self._load_reference(monitor, model_spec.reference_file)
         return monitor
@@ -241,6 +260,9 @@ class MonitorEngine:
                 f"{first.message.offset + 1}: {first.detail}. Fix the file or remove reference_file from the spec."
             )
         for batch in build_model_batches([e for e in decoded.events if e.model == monitor.name]):
+            if isinstance(monitor, ShardMonitor):
+                shard, shards = monitor.shard
+                batch = split_batch(batch, shards, monitor.feature_segment_keys)[shard]
             outcome = monitor.observe(batch, self.clock(), reference_only=True)
             if outcome.rejections:
                 raise ValueError(f"reference file {path}: {outcome.rejections[0].detail}")
@@ -258,16 +280,23 @@ class MonitorEngine:
         """Evaluate rows the resequencers release by now (every buffered row with ``force``)."""
         result = into if into is not None else BatchResult()
         wall_time = self.clock()
-        for name, monitor in self.models.items():
+        for key, monitor in list(self.models.items()):
             if len(monitor.resequencer):
-                self._record(name, monitor, monitor.flush(wall_time, force=force), result)
+                self._record(key, monitor, monitor.flush(wall_time, force=force), result)
         return result
 
-    def evaluate(self, batch: ModelBatch, into: BatchResult | None = None) -> BatchResult:
+    def evaluate(self, batch: ModelBatch, into: BatchResult | None = None, shard: Shard | None = None) -> BatchResult:
+        """Evaluate a model batch from ingest: the whole model's, or with ``shard`` one shard's."""
         result = into if into is not None else BatchResult()
         name = batch.model
-        monitor = self.monitor_for(name)
+        monitor = self.monitor_for(name, shard)
         if monitor is None:
+            key = monitor_key(name, shard)
+            if not is_first_shard(key):
+                # Shard 0 dead-letters the events (once per event, not once per
+                # shard); the other shards only count the values they skip.
+                result.untracked_by_model[name] += len(batch)
+                return result
             detail = (
                 f"model '{name}' is beyond the limit of {self.max_models} monitored models; "
                 "check the producer's model names, or run a separate monitor for more models"
@@ -275,21 +304,36 @@ class MonitorEngine:
             for row in range(len(batch)):
                 result.rejections.append(Rejection(row_message(batch, row), Reason.TOO_MANY_MODELS, detail))
             return result
-        self._record(name, monitor, monitor.receive(batch, self.clock()), result)
+        self._record(monitor_key(name, shard), monitor, monitor.receive(batch, self.clock()), result)
         return result
 
-    def _record(self, name: str, monitor: ModelMonitor, outcome: Any, result: BatchResult) -> None:
+    def drifting_counts(self, model: str) -> Counter:
+        """Drifting streams by severity of every monitor of ``model`` held here."""
+        counts: Counter = Counter()
+        for key, monitor in self.models.items():
+            if key_model(key) == model:
+                counts.update(monitor.drifting_counts())
+        return counts
+
+    def _record(self, key: MonitorKey, monitor: ModelMonitor, outcome: Any, result: BatchResult) -> None:
+        # Every shard of a model applies every row: per-model event counts come
+        # from shard 0 alone; per-signal results from the shard owning the signal.
+        name = key_model(key)
+        first = is_first_shard(key)
         result.alerts.extend(outcome.alerts)
         result.rejections.extend(outcome.rejections)
-        result.replayed += outcome.replayed
-        if outcome.processed:
+        if first:
+            result.replayed += outcome.replayed
+        if outcome.processed and first:
             result.processed_by_model[name] += outcome.processed
         if outcome.untracked:
             result.untracked_by_model[name] += outcome.untracked
         for (feature, statistic), value in outcome.scores.items():
             result.drift_scores[(name, feature, statistic)] = value
-        result.drifting_streams[name] = monitor.drifting_counts()
-        result.model_events[name] = monitor.events
+        result.drifting_streams[name] = monitor.drifting_counts() if isinstance(key, str) else self.drifting_counts(name)
+        if first:
+            result.model_events[name] = monitor.events
+        result.shard_events[(name, 0 if isinstance(key, str) else key[1])] = monitor.events
         if outcome.last_event_time is not None:
             result.last_event_time[name] = max(outcome.last_event_time, result.last_event_time.get(name, -np.inf))
         if outcome.latencies is not None and len(outcome.latencies):

@@ -110,7 +110,10 @@ class ModelMonitor:
             declared = self.declared_types.get(name) if kind == "data_drift" else None
             if declared is None:
                 numeric_row = numeric_first.get((name, kind), n)
-                declared = "numeric" if numeric_row < categorical_first.get((name, kind), n) else "categorical"
+                categorical_row = categorical_first.get((name, kind), n)
+                if numeric_row == categorical_row == n:
+                    continue  # no value in these rows (a column of missing values): typed by its first value
+                declared = "numeric" if numeric_row < categorical_row else "categorical"
             self.signals[name] = Signal(name, kind, declared)
 
     def _mismatched_rows(self, batch: ModelBatch) -> dict[int, str]:

@@ -7,7 +7,12 @@ any worker can ingest any partition and a crash just replays a few batches.
 
 *Evaluate* reads the internal topic: every event of a model lands in one of
 its partitions, in one order, so exactly one worker owns each model whatever
-the number of workers or how the events were keyed. It drops replayed rows
+the number of workers or how the events were keyed. With evaluation shards
+(``evaluation_shards`` > 1, stream_monitor.core.shards) the unit is one shard
+of a model instead: ingest cuts each model batch by signal into one batch per
+shard (every row, only the shard's signal columns), each shard has its own
+internal partition and so its own owner, and several workers share one busy
+model. It drops replayed rows
 (by source offset), updates the detectors, publishes alerts, and checkpoints
 its state with the offset it has reached to the changelog topic. On
 assignment it restores the checkpoint and seeks to that offset; on revocation
@@ -36,6 +41,20 @@ from stream_monitor.config import Settings, consumer_config, producer_config, re
 from stream_monitor.core.columns import ModelBatch
 from stream_monitor.core.engine import BatchResult, MonitorEngine, ingest
 from stream_monitor.core.events import RawMessage
+from stream_monitor.core.shards import (
+    SHARD_HEADER,
+    MonitorKey,
+    checkpoint_name,
+    decode_header,
+    encode_header,
+    key_model,
+    key_shard,
+    monitor_key,
+    owns_signal,
+    parse_checkpoint_name,
+    shard_partition,
+    split_batch,
+)
 from stream_monitor.core.state_codec import decode_state, encode_state
 from stream_monitor.kafka.admin import ensure_topics
 from stream_monitor.kafka.changelog import Changelog
@@ -59,7 +78,11 @@ MAX_INTERNAL_RECORD_BYTES = 600_000
 
 
 def internal_partition(model: str, partitions: int) -> int:
-    """Which internal partition owns a model: stable across processes and versions."""
+    """Which internal partition owns a (whole) model: stable across processes and versions.
+
+    Shard k of a sharded model is at ``shard_partition(model, k, partitions)``;
+    shard 0 is this one.
+    """
     return zlib.crc32(model.encode()) % partitions
 
 
@@ -159,13 +182,14 @@ class Worker:
         self.committed_messages = 0
         #: Internal partitions this worker evaluates: partition -> next offset to evaluate.
         self.owned: dict[int, int] = {}
-        #: Models evaluated here, by internal partition.
-        self.models_of: dict[int, set[str]] = {}
+        #: Monitors evaluated here (whole models or shards of them), by internal partition.
+        self.models_of: dict[int, set[MonitorKey]] = {}
         self._last_checkpoint = time.monotonic()
         self._last_probe = 0.0
-        #: Internal records consumed but not yet evaluated, in arrival order.
-        self._pending: deque[Message] = deque()
-        self._paused = False
+        #: Internal records consumed but not yet evaluated, per internal partition, in arrival order.
+        self._pending: dict[int, deque[Message]] = {}
+        #: Internal partitions whose fetching is paused (their queue is deep).
+        self._paused: set[int] = set()
         self.changelog: Changelog | None = None
         self._consumer: Consumer | None = None
 
@@ -196,6 +220,7 @@ class Worker:
             s.group_id,
             redact(s.kafka),
         )
+        log.info("evaluation shards per model: %d (of %d internal partitions)", s.shards, s.internal_partitions)
         if s.create_topics:
             ensure_topics(
                 s.bootstrap_servers,
@@ -222,10 +247,11 @@ class Worker:
                 [*s.topics, s.internal_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             while not self.stopping:
-                wait = 0.0 if self._pending else s.batch_timeout_seconds
+                wait = 0.0 if self._pending_records() else s.batch_timeout_seconds
                 messages = consumer.consume(num_messages=s.batch_size, timeout=wait)
                 inputs, internal = self._split(messages)
-                self._pending.extend(internal)
+                for message in internal:
+                    self._pending.setdefault(message.partition(), deque()).append(message)
                 due = self._due_for_evaluation(consumer)
                 if inputs or due or self.engine.buffered_rows():
                     self._process(inputs, due, consumer, publisher)
@@ -293,15 +319,36 @@ class Worker:
         embedded broker loses partitions then). So a few records per turn, the
         rest queued, and fetching from the internal topic paused while the
         queue is deep, so it cannot grow without bound.
+
+        Queues, pauses and turns are per internal partition: records are
+        taken from the partitions in turn, and a partition is paused when its
+        own queue is deep. Fetches arrive a partition at a time; served in
+        arrival order, the monitors of one partition (say, evaluation shards
+        of a model, one per partition) would wait while another partition's
+        backlog is evaluated, long enough for their resequencers to take the
+        wait for silent sources and release rows out of order.
         """
-        internal = [TopicPartition(self.settings.internal_topic, q) for q in self.owned]
-        if len(self._pending) >= MAX_PENDING_RECORDS and not self._paused:
-            consumer.pause(internal)
-            self._paused = True
-        elif len(self._pending) <= MAX_PENDING_RECORDS // 4 and self._paused:
-            consumer.resume(internal)
-            self._paused = False
-        return [self._pending.popleft() for _ in range(min(RECORDS_PER_TURN, len(self._pending)))]
+        topic = self.settings.internal_topic
+        limit = max(4, MAX_PENDING_RECORDS // max(1, len(self.owned)))
+        pause = [q for q in self.owned if q not in self._paused and len(self._pending.get(q, ())) >= limit]
+        resume = [q for q in self._paused if len(self._pending.get(q, ())) <= limit // 4]
+        if pause:
+            consumer.pause([TopicPartition(topic, q) for q in pause])
+            self._paused.update(pause)
+        if resume:
+            consumer.resume([TopicPartition(topic, q) for q in resume if q in self.owned])
+            self._paused.difference_update(resume)
+        due: list[Message] = []
+        while len(due) < RECORDS_PER_TURN and self._pending:
+            partition = next(iter(self._pending))  # the partition served longest ago
+            queue = self._pending.pop(partition)
+            due.append(queue.popleft())
+            if queue:
+                self._pending[partition] = queue  # to the back of the turn
+        return due
+
+    def _pending_records(self) -> int:
+        return sum(len(queue) for queue in self._pending.values())
 
     def _process(self, inputs: list[RawMessage], internal: list[Message], consumer: Consumer, publisher: Publisher) -> None:
         started = time.perf_counter()
@@ -311,21 +358,33 @@ class Worker:
         if inputs:
             ingested = ingest(inputs, self.engine.spec)
             result.consumed_by_topic.update(ingested.consumed_by_topic)
+            shards = s.shards
             for batch in ingested.batches:
-                partition = internal_partition(batch.model, s.internal_partitions)
-                for part in _split_batch(batch):
-                    records.append(OutRecord(s.internal_topic, batch.model.encode(), part.to_bytes(), partition=partition))
+                if shards == 1:
+                    partition = internal_partition(batch.model, s.internal_partitions)
+                    for part in _split_batch(batch):
+                        records.append(OutRecord(s.internal_topic, batch.model.encode(), part.to_bytes(), partition=partition))
+                    continue
+                segment_features = self.engine.spec.model(batch.model).segment_keys
+                for shard, shard_batch in enumerate(split_batch(batch, shards, segment_features)):
+                    partition = shard_partition(batch.model, shard, s.internal_partitions)
+                    headers = [(SHARD_HEADER, encode_header((shard, shards)))]
+                    for part in _split_batch(shard_batch):
+                        records.append(
+                            OutRecord(s.internal_topic, batch.model.encode(), part.to_bytes(), headers, partition=partition)
+                        )
             result.rejections.extend(ingested.rejections)
         for message in internal:
             partition = message.partition()
             if partition not in self.owned:
                 continue  # revoked meanwhile; its new owner evaluates it
             batch = ModelBatch.from_bytes(message.value())
-            self.models_of.setdefault(partition, set()).add(batch.model)
-            self.engine.evaluate(batch, into=result)
+            shard = decode_header(message.headers())
+            self.models_of.setdefault(partition, set()).add(monitor_key(batch.model, shard))
+            self.engine.evaluate(batch, into=result, shard=shard)
             self.owned[partition] = message.offset() + 1
         self.engine.flush(into=result)  # rows whose turn came with the passing of time
-        alerted = {internal_partition(a.model, s.internal_partitions) for a in result.alerts}
+        alerted = self._partitions_of(result.alerts) if result.alerts else set()
         records += [OutRecord(s.alerts_topic, a.key, a.to_json()) for a in result.alerts]
         for rejection in result.rejections:
             letter = dead_letter(rejection)
@@ -417,6 +476,15 @@ class Worker:
                 log.info("the Kafka cluster answers again")
             self._broker_down = False
 
+    def _partitions_of(self, alerts: list) -> set[int]:
+        """The internal partitions whose monitors made these alerts."""
+        partitions = set()
+        for alert in alerts:
+            for partition, keys in self.models_of.items():
+                if any(key_model(key) == alert.model and owns_signal(key, alert.feature) for key in keys):
+                    partitions.add(partition)
+        return partitions
+
     # -- state ------------------------------------------------------------------
 
     def _checkpoint(self, partitions: list[int], reset_timer: bool = True) -> None:
@@ -429,9 +497,9 @@ class Worker:
             if partition not in self.owned:
                 continue
             models = {
-                name: encode_state(self.engine.models[name].to_state())
-                for name in sorted(self.models_of.get(partition, ()))
-                if name in self.engine.models
+                checkpoint_name(key): encode_state(self.engine.models[key].to_state())
+                for key in sorted(self.models_of.get(partition, ()), key=checkpoint_name)
+                if key in self.engine.models
             }
             checkpoint_id = self.changelog.write(partition, models, self.owned[partition])
             log.debug("checkpoint %d of internal partition %d at offset %d", checkpoint_id, partition, self.owned[partition])
@@ -444,26 +512,52 @@ class Worker:
         if checkpoint is None:
             log.info("internal partition %d: no checkpoint, evaluating from the beginning", partition)
             return OFFSET_BEGINNING
+        restored = 0
         for name, blob in checkpoint.models.items():
-            monitor = self.engine.new_monitor(name)
-            monitor.restore(decode_state(blob), wall_time=time.time())
-            self.engine.models[name] = monitor
-            self.models_of[partition].add(name)
-            self.metrics.model_events.labels(name).set(monitor.events)
+            state = decode_state(blob)
+            key = parse_checkpoint_name(name, state["name"])
+            model, shard = key_model(key), key_shard(key)
+            if (shard or (0, 1))[1] != self.settings.shards:
+                # Signals were divided differently: this state is not what the
+                # shards of this configuration evaluate. Dropped (and left out of
+                # the next checkpoint); the model's monitors start afresh.
+                log.warning(
+                    "internal partition %d: dropping the checkpointed state of %s, evaluated with %d evaluation "
+                    "shard(s); this worker uses %d (changing evaluation_shards restarts the model's detector state)",
+                    partition,
+                    name,
+                    (shard or (0, 1))[1],
+                    self.settings.shards,
+                )
+                continue
+            restored += 1
+            monitor = self.engine.new_monitor(model, shard)
+            monitor.restore(state, wall_time=time.time())
+            self.engine.models[key] = monitor
+            self.models_of[partition].add(key)
+            self.metrics.restored(model, shard, monitor.events)
         log.info(
             "internal partition %d: restored checkpoint %d (%d models), resuming at offset %d",
             partition,
             checkpoint.checkpoint_id,
-            len(checkpoint.models),
+            restored,
             checkpoint.next_offset,
         )
         return checkpoint.next_offset
 
     def _release(self, partition: int) -> None:
-        self._pending = deque(m for m in self._pending if m.partition() != partition)
-        for name in self.models_of.pop(partition, set()):
-            self.engine.models.pop(name, None)
-            self.metrics.forget_model(name)
+        self._pending.pop(partition, None)
+        self._paused.discard(partition)
+        for key in self.models_of.pop(partition, set()):
+            monitor = self.engine.models.pop(key, None)
+            model = key_model(key)
+            still_here = self.engine.holds(model)
+            self.metrics.forget_monitor(
+                model,
+                key_shard(key),
+                features=list(monitor.signals) if monitor is not None else [],
+                drifting=self.engine.drifting_counts(model) if still_here else None,
+            )
         self.owned.pop(partition, None)
 
     # -- callbacks --------------------------------------------------------------
@@ -494,6 +588,12 @@ class Worker:
             else:
                 assignment.append(tp)
         consumer.incremental_assign(assignment)
+        internal = [tp for tp in assignment if tp.topic == self.settings.internal_topic]
+        if internal:
+            # librdkafka keeps a partition's pause flag when the partition is
+            # lost and assigned again: a new one starts with an empty queue, so
+            # fetching it must not stay paused.
+            consumer.resume(internal)
         self._processing = True
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in partitions))
         self._update_ready()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from socketserver import ThreadingMixIn
+from collections import Counter as Counts
 from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
@@ -90,8 +91,16 @@ class Metrics:
         )
         self.model_events = Gauge(
             "stream_monitor_model_events",
-            "Events applied to a model's detector state since it began (restored with the state).",
+            "Events applied to a model's detector state since it began (restored with the state; "
+            "of a sharded model, reported by the worker evaluating its shard 0).",
             ["model"],
+            registry=r,
+        )
+        self.shard_events = Gauge(
+            "stream_monitor_shard_events",
+            "Events applied to one evaluation shard of a model since it began (restored with the state; "
+            "shard 0 of a model evaluated whole). The model is as far as its slowest shard.",
+            ["model", "shard"],
             registry=r,
         )
         self.streams = Gauge("stream_monitor_streams", "Streams (model x feature x segment) held in memory.", registry=r)
@@ -114,6 +123,8 @@ class Metrics:
                 self.drifting_streams.labels(model, severity).set(counts.get(severity, 0))
         for model, count in result.model_events.items():
             self.model_events.labels(model).set(count)
+        for (model, shard), count in result.shard_events.items():
+            self.shard_events.labels(model, str(shard)).set(count)
         for model, seconds in result.last_event_time.items():
             self.last_event_timestamp.labels(model).set(seconds)
         for model, latencies in result.latencies.items():
@@ -127,11 +138,43 @@ class Metrics:
 
     def forget_model(self, model: str) -> None:
         """Drop the state gauges of a model another worker now owns (it reports them)."""
-        for gauge in (self.model_events,):
-            try:
-                gauge.remove(model)
-            except KeyError:
-                pass
+        self.forget_monitor(model, None, features=None, drifting=None)
+
+    def restored(self, model: str, shard: tuple[int, int] | None, events: int) -> None:
+        """Report the event counts of a monitor (whole model or shard) restored from a checkpoint."""
+        if shard is None or shard[0] == 0:
+            self.model_events.labels(model).set(events)
+        self.shard_events.labels(model, str(0 if shard is None else shard[0])).set(events)
+
+    def forget_monitor(
+        self,
+        model: str,
+        shard: tuple[int, int] | None,
+        features: list[str] | None,
+        drifting: Counts | None,
+    ) -> None:
+        """Drop the series of a monitor another worker now owns (it reports them).
+
+        ``shard`` None is a whole model. ``features`` are the monitor's signals
+        (their drift scores go; None: every feature of the model).
+        ``drifting`` is what the monitors of the model still held here count
+        (None when none is left: the model's gauges go).
+        """
+        index = 0 if shard is None else shard[0]
+        _remove(self.shard_events, model, str(index))
+        if index == 0:
+            _remove(self.model_events, model)
+        dropped = None if features is None else set(features)
+        for labels in _drift_score_series(self.drift_score):
+            if labels[0] == model and (dropped is None or labels[1] in dropped):
+                _remove(self.drift_score, *labels)
+        if drifting is None:
+            for severity in (Severity.WARNING, Severity.CRITICAL):
+                _remove(self.drifting_streams, model, severity)
+            _remove(self.last_event_timestamp, model)
+        else:
+            for severity in (Severity.WARNING, Severity.CRITICAL):
+                self.drifting_streams.labels(model, severity).set(drifting.get(severity, 0))
 
     def forget_partitions(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Drop lag series of partitions this worker no longer owns (someone else reports them)."""
@@ -140,6 +183,22 @@ class Metrics:
                 self.consumer_lag.remove(topic, str(partition))
             except KeyError:
                 pass
+
+
+def _remove(metric: Any, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass
+
+
+def _drift_score_series(metric: Gauge) -> list[tuple[str, str, str]]:
+    """(model, feature, statistic) of every drift-score series held."""
+    return [
+        (sample.labels["model"], sample.labels["feature"], sample.labels["statistic"])
+        for family in metric.collect()
+        for sample in family.samples
+    ]
 
 
 class _QuietHandler(WSGIRequestHandler):

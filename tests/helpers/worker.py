@@ -109,8 +109,21 @@ class WorkerProcess:
             time.sleep(0.3)
         raise AssertionError(f"{name}{labels} reached {value}, not {at_least}, in {timeout}s; log:\n{self.log_text()[-4000:]}")
 
+    @property
+    def shards(self) -> int:
+        """Evaluation shards per model this worker runs with (its flags, env and the defaults)."""
+        return evaluation_shards(self.args, self.env)
+
+    def shards_in_step(self) -> bool:
+        """Whether every evaluation shard of every model has applied as many events as shard 0.
+
+        Events processed are counted by shard 0 of each model; the other shards
+        evaluate the same events (each its own signals) and may trail it.
+        """
+        return all_shards_in_step([self.scrape()], self.shards)
+
     def wait_for_verdicts(self, total: int, timeout: float = 120.0) -> None:
-        """Until every produced message is evaluated or dead-lettered.
+        """Until every produced message is evaluated (by every shard) or dead-lettered.
 
         Events pass ingest, then the internal topic, then evaluation, so
         "consumed" alone does not mean "processed".
@@ -120,7 +133,7 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             self.assert_running()
             done = self.total("stream_monitor_events_processed_total") + self.total("stream_monitor_invalid_events_total")
-            if done >= total:
+            if done >= total and self.shards_in_step():
                 return
             time.sleep(0.3)
         raise AssertionError(f"{done} of {total} messages reached a verdict in {timeout}s; log:\n{self.log_text()[-4000:]}")
@@ -144,3 +157,48 @@ class WorkerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def evaluation_shards(args: list[str], env: Mapping[str, str]) -> int:
+    """Evaluation shards per model of ``stream-monitor run`` with these arguments and environment."""
+    from stream_monitor.config import Settings
+
+    def setting(flag: str, variable: str, name: str) -> int:
+        if flag in args:
+            return int(args[args.index(flag) + 1])
+        if env.get(variable):
+            return int(env[variable])
+        return int(Settings.model_fields[name].default)
+
+    shards = setting("--evaluation-shards", "STREAM_MONITOR_EVALUATION_SHARDS", "evaluation_shards")
+    partitions = setting("--internal-partitions", "STREAM_MONITOR_INTERNAL_PARTITIONS", "internal_partitions")
+    return min(shards, partitions)
+
+
+def shard_progress(scrapes: list[dict], shards: int) -> dict[str, int]:
+    """Per model, events applied by its slowest evaluation shard, over several workers' scrapes.
+
+    A shard missing from every scrape (not evaluated anywhere yet) counts 0.
+    """
+    per_shard: dict[tuple[str, str], float] = {}
+    for samples in scrapes:
+        for (name, labels), value in samples.items():
+            if name == "stream_monitor_shard_events":
+                key = (dict(labels)["model"], dict(labels)["shard"])
+                per_shard[key] = max(per_shard.get(key, 0.0), value)
+    models = {model for model, _ in per_shard}
+    return {model: int(min(per_shard.get((model, str(k)), 0.0) for k in range(shards))) for model in models}
+
+
+def all_shards_in_step(scrapes: list[dict], shards: int) -> bool:
+    """Every model's slowest shard has applied as many events as its shard 0."""
+    progress = shard_progress(scrapes, shards)
+    for model, slowest in progress.items():
+        first = max(
+            (v for samples in scrapes for (name, labels), v in samples.items()
+             if name == "stream_monitor_model_events" and dict(labels).get("model") == model),
+            default=0.0,
+        )
+        if slowest < first:
+            return False
+    return True

@@ -2,9 +2,11 @@
 
 Each test compares a disturbed run with an undisturbed run of the same events:
 the detector state both leave in the changelog, and the alert ids both publish.
-Progress is read from ``stream_monitor_model_events``, the number of events
-applied to a model's *state*, which survives restarts (per-process counters
-would count re-evaluated records again).
+Progress is read from ``stream_monitor_shard_events``, the number of events
+applied to the *state* of each evaluation shard of a model, which survives
+restarts (per-process counters would count re-evaluated records again): a
+model is as far as its slowest shard. The workers run with the default
+number of evaluation shards, so every checkpointed state is one shard's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from helpers.kafka import consume_all
-from helpers.worker import WorkerProcess
+from helpers.worker import WorkerProcess, shard_progress
 from stream_monitor.config import load_settings
 from stream_monitor.core.state_codec import decode_state, encode_state
 from stream_monitor.kafka.admin import ensure_topics
@@ -59,7 +61,11 @@ class Run:
         return worker
 
     def model_events(self) -> float:
-        return sum(w.total("stream_monitor_model_events") for w in self.workers if w.process and w.process.poll() is None)
+        """Events applied, summed over models, each model counted at its slowest evaluation shard."""
+        running = [w for w in self.workers if w.process and w.process.poll() is None]
+        if not running:
+            return 0.0
+        return float(sum(shard_progress([w.scrape() for w in running], running[0].shards).values()))
 
     def wait_applied(self, at_least: int, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
@@ -71,7 +77,8 @@ class Run:
         raise AssertionError(f"{self.model_events()} of {at_least} events applied in {timeout}s\n{logs}")
 
     def final_state(self) -> dict[str, dict]:
-        """Every model's state from the changelog (after the workers stopped)."""
+        """Every monitor's state from the changelog (after the workers stopped), by checkpoint
+        name: ``model#shard/shards`` for each evaluation shard of a model."""
         settings = load_settings({"bootstrap_servers": self.bootstrap, "group_id": self.group})
         changelog = Changelog(settings.changelog_topic, {"bootstrap.servers": self.bootstrap}, {"bootstrap.servers": self.bootstrap})
         models = {}
@@ -153,7 +160,8 @@ def test_sigkill_at_three_points_leaves_the_state_and_alerts_of_an_uninterrupted
     reference.start()
     reference.wait_applied(total)
     reference.stop_all()
-    expected_state = reference.final_state()["credit-risk"]
+    expected_states = reference.final_state()
+    assert {s["name"] for s in expected_states.values()} == {"credit-risk"}
     expected_alerts = reference.alert_ids()
     assert expected_alerts, "the injected drift must alert"
 
@@ -167,13 +175,16 @@ def test_sigkill_at_three_points_leaves_the_state_and_alerts_of_an_uninterrupted
         worker = crashed.start()
     crashed.wait_applied(total)
     crashed.stop_all()
-    state = crashed.final_state()["credit-risk"]
+    states = crashed.final_state()
     for restarted in crashed.workers[1:]:  # each restart resumed from a checkpoint holding the model
         assert "(1 models), resuming at offset" in restarted.log_text()
 
-    assert state["events"] == total == expected_state["events"]
-    assert stream_counts(state) == stream_counts(expected_state)  # nothing counted twice, nothing skipped
-    assert detector_state(state) == detector_state(expected_state)  # windows, references, detectors identical
+    assert states.keys() == expected_states.keys()  # one state per evaluation shard
+    for name, state in states.items():
+        expected_state = expected_states[name]
+        assert state["events"] == total == expected_state["events"], name
+        assert stream_counts(state) == stream_counts(expected_state), name  # nothing counted twice, nothing skipped
+        assert detector_state(state) == detector_state(expected_state), name  # windows, references, detectors identical
     assert set(crashed.alert_ids()) == set(expected_alerts)
 
 
@@ -255,8 +266,9 @@ def test_broker_outage_of_30_seconds_loses_nothing_and_duplicates_no_alert(own_b
         assert worker.healthz() == 200, "ready again after the outage"
         run.wait_applied(total)
         run.stop_all()
-        state = run.final_state()["credit-risk"]
-        assert state["events"] == total  # zero lost, zero counted twice
+        states = run.final_state()
+        assert states and {s["name"] for s in states.values()} == {"credit-risk"}
+        assert all(state["events"] == total for state in states.values())  # zero lost, zero counted twice
         ids = run.alert_ids()
         assert ids and len(ids) == len(set(ids))  # zero duplicate alert ids
     finally:
