@@ -122,17 +122,6 @@ class _Stream:
     def long_blocks(self) -> int:
         return self.settings.long_window // self.settings.evaluate_every
 
-    def _window_events(self) -> int:
-        return min(self.seen, self.settings.window_size)
-
-    def _window_info(self) -> dict[str, Any]:
-        starts = self.block_starts.values()
-        return {
-            "events": self._window_events(),
-            "first_event_at": iso_time(float(starts[0])) if len(starts) else None,
-            "last_event_at": iso_time(self.last_timestamp),
-        }
-
     def _gate(self, detection: Detection) -> list[Detection]:
         self._last_detection = detection.stream_position
         if self.drifting != Severity.CRITICAL or detection.severity == Severity.CRITICAL:
@@ -149,18 +138,18 @@ class _Stream:
             self.drifting = None
             self.gate.end_episode()
 
-    def _advance(self, timestamps: np.ndarray, start: int, used: int) -> None:
-        if self.seen % self.settings.evaluate_every == 0:
-            self.block_starts.append(timestamps[start])
-        self.seen += used
-        self.last_timestamp = float(timestamps[start + used - 1])
+    def _window_at(self, held_starts: list[float], timestamps: np.ndarray, starts: range, seen: int, p: int) -> _WindowInfo:
+        """The window as it stood once a batch's ``p``-th value was taken.
 
-    def _block_closed(self) -> bool:
-        return self.seen > 0 and self.seen % self.settings.evaluate_every == 0
-
-    def _at_evaluation(self) -> bool:
-        """Window tests need a full short window: no verdict on fewer events."""
-        return self._block_closed() and self.seen >= self.settings.window_size
+        ``held_starts``: event times of the blocks begun before the batch (the
+        ring's values then); ``starts``: where blocks began in the batch;
+        ``seen``: values seen before the batch. Window tests need a full short
+        window, so a window's first event is the start of its oldest block.
+        """
+        every = self.settings.evaluate_every
+        begun = 0 if p < starts.start else min(len(starts), (p - starts.start) // every + 1)
+        held = (held_starts + [float(timestamps[q]) for q in starts[:begun]])[-self.block_starts.capacity :]
+        return min(seen + p + 1, self.settings.window_size), held[0] if held else None, float(timestamps[p])
 
     def _base_state(self) -> dict[str, Any]:
         return {
@@ -369,12 +358,9 @@ class NumericStream(_Stream):
         old = len(self.window)
         seen = self.seen
         held_starts = self.block_starts.values().tolist()
-        capacity = self.block_starts.capacity
 
         def window_info(p: int) -> _WindowInfo:
-            begun = 0 if p < starts.start else min(len(starts), (p - starts.start) // every + 1)
-            held = (held_starts + [float(timestamps[q]) for q in starts[:begun]])[-capacity:]
-            return min(seen + p + 1, m), held[0] if held else None, float(timestamps[p])
+            return self._window_at(held_starts, timestamps, starts, seen, p)
 
         history: np.ndarray | None = None
         for p, statistic, direction in alarms:
@@ -753,19 +739,6 @@ class CategoricalStream(_Stream):
         self._batch = None
         return detections
 
-    def _window_at(self, p: int) -> dict[str, Any]:
-        """``_window_info`` as it read once the batch's ``p``-th value (after the reference) was taken."""
-        assert self._batch is not None
-        _, seen, held_starts, timestamps, starts, _ = self._batch
-        every = self.settings.evaluate_every
-        begun = 0 if p < starts.start else min(len(starts), (p - starts.start) // every + 1)
-        held = (held_starts + [float(timestamps[q]) for q in starts[:begun]])[-self.block_starts.capacity :]
-        return {
-            "events": min(seen + p + 1, self.settings.window_size),
-            "first_event_at": iso_time(held[0]) if held else None,
-            "last_event_at": iso_time(float(timestamps[p])),
-        }
-
     def _shares(self, counts: np.ndarray, extra: np.ndarray | None = None, top: int = 5) -> dict[str, Any]:
         total = int(counts.sum())
         order = np.argsort(-counts, kind="stable")
@@ -783,8 +756,9 @@ class CategoricalStream(_Stream):
         th = self.settings.thresholds
         cal = self.calibration
         ref = self.reference_counts
-        assert self._batch is not None
-        offset, seen, short_rows = self._batch.offset, self._batch.seen, self._batch.short
+        batch = self._batch
+        assert batch is not None
+        offset, seen, short_rows = batch.offset, batch.seen, batch.short
         stream_position = self.settings.reference_size + seen + p + 1
         st = statistics
         if st.category >= 0:
@@ -838,7 +812,7 @@ class CategoricalStream(_Stream):
                 tests=tests,
                 reference=self._shares(ref),
                 current=self._shares(short, extra=np.flatnonzero((ref == 0) & (short > 0))),
-                window=self._window_at(p),
+                window=_window_payload(self._window_at(batch.held_starts, batch.timestamps, batch.starts, batch.seen, p)),
             )
         )
 

@@ -19,7 +19,7 @@ import pytest
 from scipy import stats
 
 from stream_monitor.calibration import CHI_SQUARE_MIN_EXPECTED
-from stream_monitor.core.alerts import Severity
+from stream_monitor.core.alerts import Severity, iso_time
 from stream_monitor.core.categorical_evaluations import CategoricalEvaluations, window_statistics
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.core.state_codec import encode_state
@@ -178,13 +178,25 @@ def _legacy_update(stream: CategoricalStream, codes: np.ndarray, timestamps: np.
     while i < n:
         end = min(n, i + every - stream.seen % every)
         stream.blocks.add(codes[i:end])
-        stream._advance(timestamps, i, end - i)
+        if stream.seen % every == 0:
+            stream.block_starts.append(timestamps[i])
+        stream.seen += end - i
+        stream.last_timestamp = float(timestamps[end - 1])
         i = end
-        if stream._block_closed():
+        if stream.seen % every == 0:
             stream.blocks.close_block()
-            if stream._at_evaluation():
+            if stream.seen >= stream.settings.window_size:
                 detections += _legacy_evaluate(stream, i - 1)
     return detections
+
+
+def _legacy_window(stream: CategoricalStream) -> dict:
+    starts = stream.block_starts.values()
+    return {
+        "events": min(stream.seen, stream.settings.window_size),
+        "first_event_at": iso_time(float(starts[0])) if len(starts) else None,
+        "last_event_at": iso_time(stream.last_timestamp),
+    }
 
 
 def _legacy_evaluate(stream: CategoricalStream, position: int) -> list[Detection]:
@@ -225,7 +237,7 @@ def _legacy_evaluate(stream: CategoricalStream, position: int) -> list[Detection
             severity=Severity.CRITICAL if critical else Severity.WARNING, statistic=statistic,
             threshold=threshold, p_value=p_value, tests=tests, reference=stream._shares(ref),
             current=stream._shares(short, extra=np.flatnonzero((ref == 0) & (short > 0))),
-            window=stream._window_info(),
+            window=_legacy_window(stream),
         )
     )
 
