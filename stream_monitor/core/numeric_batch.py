@@ -36,13 +36,19 @@ def advance_streams(
             ready.append((stream, *part))
     if not ready:
         return
-    references = [stream.reference for stream, _, _ in ready]
-    size = references[0].size  # type: ignore[union-attr]
-    if any(r.size != size for r in references):  # type: ignore[union-attr]
-        # References from files may differ in size, and with it the score table.
-        for stream, v, t in ready:
-            _advance_alone(stream, v, t, evaluations)
+    sizes = [stream.reference.size for stream, _, _ in ready]  # type: ignore[union-attr]
+    if any(size != sizes[0] for size in sizes):
+        # A reference checkpointed under another reference_size has another
+        # score table: each size is advanced as a group of its own.
+        for size in dict.fromkeys(sizes):
+            _advance_ready([part for part, s in zip(ready, sizes) if s == size], evaluations)
         return
+    _advance_ready(ready, evaluations)
+
+
+def _advance_ready(ready: list[tuple[NumericStream, np.ndarray, np.ndarray]], evaluations: NumericEvaluations) -> None:
+    """Streams whose references hold the same number of values (and so share a score table)."""
+    references = [stream.reference for stream, _, _ in ready]
     ranks = [r.ranks(v) for r, (_, v, _) in zip(references, ready)]  # type: ignore[union-attr]
     counts = np.array([v.size for _, v, _ in ready])
     below = np.concatenate([b for b, _ in ranks])
@@ -57,10 +63,3 @@ def advance_streams(
         alarms = stream._run_cusum(scores) if hit else []
         stream._absorb(v, t, b, a, scores, alarms, evaluations)
 
-
-def _advance_alone(stream: NumericStream, values: np.ndarray, timestamps: np.ndarray, evaluations: NumericEvaluations) -> None:
-    reference = stream.reference
-    assert reference is not None
-    below, at_or_below = reference.ranks(values)
-    z = reference.scores_from_ranks(below, at_or_below) - reference.score_mean
-    stream._absorb(values, timestamps, below, at_or_below, z, stream._run_cusum(z), evaluations)

@@ -28,7 +28,6 @@ from stream_monitor.core.evaluations import NumericEvaluations, WindowStatistics
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.stats.cusum import TwoSidedCusum
 from stream_monitor.stats.reference import NumericReference, summarize
-from stream_monitor.stats.two_sample import compare_windows, sorted_bin_counts
 from stream_monitor.stats.windows import BlockCounts, RingBuffer
 
 OTHER_CATEGORY = "__other__"
@@ -259,9 +258,11 @@ class NumericStream(_Stream):
         bit, however the stream was cut into batches.
         """
         part = self._after_reference(values, timestamps)
-        if part is None:
-            return
-        values, timestamps = part
+        if part is not None:
+            self._advance_ready(*part, evaluations)
+
+    def _advance_ready(self, values: np.ndarray, timestamps: np.ndarray, evaluations: NumericEvaluations) -> None:
+        """:meth:`advance` for values after the reference, the stream alone."""
         assert self.reference is not None
         below, at_or_below = self.reference.ranks(values)
         z = self.reference.scores_from_ranks(below, at_or_below) - self.reference.score_mean
@@ -369,7 +370,9 @@ class NumericStream(_Stream):
             end = old + p + 1
             current = history[max(0, end - m) : end]
             self._steps.append((p, _SEQUENTIAL, (statistic, direction, current, window_info(p))))
-        due = [k for k, p in enumerate(closes) if seen + p + 1 >= m]
+        # A full window is due: ``old`` is min(seen, m) but for a window that
+        # grew since its checkpoint, which must fill up first.
+        due = [k for k, p in enumerate(closes) if old + p + 1 >= m]
         if not due:
             return
         assert sums is not None and squares is not None
@@ -538,6 +541,11 @@ class NumericStream(_Stream):
         stream = cls(settings)
         stream._restore_base(state)
         stream.window = RingBuffer.from_state(state["window"])
+        if stream.window.capacity != settings.window_size:
+            # The window size changed since the checkpoint: keep the newest values that fit.
+            resized = RingBuffer(settings.window_size, np.float64)
+            resized.extend(stream.window.values())
+            stream.window = resized
         stream.block_sums = RingBuffer.from_state(state["block_sums"])
         stream.block_squares = RingBuffer.from_state(state["block_squares"])
         if state["reference"] is not None:

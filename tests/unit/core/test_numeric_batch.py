@@ -74,3 +74,26 @@ def test_streams_advanced_together_match_streams_updated_alone(odd_reference):
     assert found_together == found_alone
     for a, b in zip(together, alone):
         assert encode_state(a.to_state()) == encode_state(b.to_state())
+
+
+@pytest.mark.parametrize("before,after", [(500, 1000), (1000, 500)])
+def test_a_stream_restored_under_another_window_size_tests_whole_windows_of_the_new_size(before, after):
+    """The settings may change between a checkpoint and its restore; the window must follow them."""
+    rng = np.random.default_rng(before)
+    values = rng.normal(size=6_000)
+    times = np.arange(values.size, dtype=np.float64)
+    old = NumericStream(DetectionSettings(window_size=before))
+    old.update(values[:3_000], times[:3_000])
+    settings = DetectionSettings(window_size=after)
+    stream = NumericStream.from_state(settings, old.to_state())
+    evaluations = NumericEvaluations(settings)
+    stream.advance(values[3_000:], times[3_000:], evaluations)
+    results = evaluations.run()
+    assert evaluations.rows > 0 and results.windows.shape[1] == after
+    # Every filed window is the `after` values that end at its block's last value.
+    ends = [p + 1 for p, _, _ in stream._steps]
+    seen = np.concatenate((values[:3_000][-min(before, after) :], values[3_000:]))
+    for row, end in enumerate(ends):
+        stop = min(before, after) + end
+        np.testing.assert_array_equal(results.windows[row], seen[stop - after : stop])
+    assert stream.resolve(evaluations) == []  # stationary values: no false alarm
