@@ -6,7 +6,8 @@ Progress is read from ``stream_monitor_shard_events``, the number of events
 applied to the *state* of each evaluation shard of a model, which survives
 restarts (per-process counters would count re-evaluated records again): a
 model is as far as its slowest shard. The workers run with the default
-number of evaluation shards, so every checkpointed state is one shard's.
+number of evaluation shards (1: one evaluator per model); sharded
+evaluation is tested in test_sharding.py.
 """
 
 from __future__ import annotations

@@ -329,9 +329,10 @@ def test_a_signal_is_typed_by_its_first_value_not_by_a_first_batch_without_one()
     assert engine.models["m"].signals["income"].value_type == "numeric"
 
 
-def test_the_shard_setting_is_capped_at_the_internal_partitions():
+def test_sharding_is_opt_in_and_capped_at_the_internal_partitions():
     from stream_monitor.config import load_settings
 
-    assert load_settings({}).shards == 4
+    assert load_settings({}).shards == 1  # an upgrade keeps its unsharded checkpoints
+    assert load_settings({"evaluation_shards": 4}).shards == 4
     assert load_settings({"evaluation_shards": 16, "internal_partitions": 8}).shards == 8
     assert load_settings({"evaluation_shards": 1}).shards == 1
