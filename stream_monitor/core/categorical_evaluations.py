@@ -5,9 +5,9 @@ when its windows are due while it takes in a batch, files each due window's
 category counts here (reference, short window, long window: one row each),
 and reads the statistics back in :meth:`CategoricalStream.resolve` to reach
 its verdicts in order. All rows are tested at once by ``stats.category_tests``;
-the statistics of a row depend on its counts alone, and are those that
-:func:`window_statistics` (the ``two_sample`` functions, one window at a
-time) gives, to the last bit.
+the statistics of a row depend on its counts alone, and are those the
+``two_sample`` functions give one window at a time, to the last bit (the
+unit tests hold them to it).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_monitor.calibration import CHI_SQUARE_MIN_EXPECTED, PSI_MIN_EXPECTED, Calibration
+from stream_monitor.calibration import CHI_SQUARE_MIN_EXPECTED, PSI_MIN_EXPECTED
 from stream_monitor.core.settings import DetectionSettings
-from stream_monitor.stats.category_tests import chi_square_rows, pool_rows, psi_pooled_rows, share_test_rows, unseen_rows
-from stream_monitor.stats.two_sample import category_share_test, chi_square_2xk, pool_cells, psi, unseen_category_test
+from stream_monitor.stats.category_tests import chi_square_rows, pool_rows, share_test_rows, unseen_rows
+from stream_monitor.stats.window_tests import psi_rows
 
-__all__ = ["CategoryStatistics", "window_statistics", "CategoricalEvaluations"]
+__all__ = ["CategoryStatistics", "CategoricalEvaluations"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,35 +46,6 @@ class CategoryStatistics:
     unseen_p_value: float
     #: Values in the short window.
     short_events: int
-
-
-def window_statistics(
-    reference: np.ndarray, short: np.ndarray, long: np.ndarray, calibration: Calibration
-) -> CategoryStatistics:
-    """One window's statistics by the ``two_sample`` functions (what the batch computes per row)."""
-    ref_cells, cur_cells, cell_codes = pool_cells(reference, long, CHI_SQUARE_MIN_EXPECTED, return_codes=True)
-    chi = chi_square_2xk(ref_cells, cur_cells)
-    share = category_share_test(ref_cells, cur_cells)
-    code = int(cell_codes[share.cell]) if share.cell < cell_codes.size else -1
-    psi_ref, psi_cur = pool_cells(reference, long, PSI_MIN_EXPECTED)
-    psi_value = psi(psi_ref, psi_cur) if psi_ref.size > 1 else 0.0
-    events = int(long.sum())
-    unseen = unseen_category_test(reference, short)
-    return CategoryStatistics(
-        chi_square=float(chi.statistic),
-        dof=int(chi.dof),
-        chi_square_p_value=float(chi.p_value),
-        events=events,
-        category=code,
-        category_reference_share=share.reference_share,
-        category_current_share=share.current_share,
-        category_p_value=share.p_value,
-        psi=psi_value,
-        psi_threshold=calibration.psi_threshold(events, int(psi_ref.size), categorical=True),
-        unseen_share=unseen.share,
-        unseen_p_value=unseen.p_value,
-        short_events=int(short.sum()),
-    )
 
 
 class CategoricalEvaluations:
@@ -135,7 +106,7 @@ class CategoricalEvaluations:
         psi_thresholds = [0.0] * rows
         cal = self.calibration
         for c, picked, ref_cells, cur_cells, _ in pool_rows(reference, long, PSI_MIN_EXPECTED).groups():
-            for row, value in zip(picked.tolist(), psi_pooled_rows(ref_cells, cur_cells).tolist()):
+            for row, value in zip(picked.tolist(), psi_rows(ref_cells, cur_cells).tolist()):
                 psi_values[row] = value
                 psi_thresholds[row] = cal.psi_threshold(events[row], c, categorical=True)
         unseen = unseen_rows(reference, short)

@@ -13,16 +13,14 @@ window alone.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from stream_monitor.calibration import PSI_MIN_EXPECTED
 from stream_monitor.core.settings import DetectionSettings
-from stream_monitor.stats.distributions import kolmogorov_sf
 from stream_monitor.stats.reference import NumericReference
-from stream_monitor.stats.two_sample import pool_cells, psi
+from stream_monitor.stats.two_sample import ks_p_value, pool_cells, psi
 from stream_monitor.stats.window_tests import bin_counts_from_sorted_ranks, ks_from_sorted_ranks, psi_rows, wasserstein_rows
 
 __all__ = ["WindowStatistics", "NumericEvaluations"]
@@ -72,6 +70,7 @@ class NumericEvaluations:
     def add(self, reference: NumericReference, windows: np.ndarray, below: np.ndarray, at_or_below: np.ndarray) -> int:
         """File windows (rows, m) of one stream with their ranks; returns the first row's index."""
         first = self.rows
+        self.results = None  # filed after a run: tested again on the next
         if id(reference) not in self._index:
             self._index[id(reference)] = len(self._distinct)
             self._distinct.append(reference)
@@ -200,6 +199,5 @@ def _ks_p_value(statistic: float, n: int, m: int) -> float:
     if p is None:
         if len(_KS_P_VALUES) >= 65_536:
             _KS_P_VALUES.clear()
-        root_en = math.sqrt(n * m / (n + m))
-        p = _KS_P_VALUES[key] = kolmogorov_sf((root_en + 0.12 + 0.11 / root_en) * statistic)
+        p = _KS_P_VALUES[key] = ks_p_value(statistic, n, m)
     return p

@@ -186,7 +186,9 @@ class ModelMonitor:
         updated: list[tuple[Signal, tuple[str, str], StreamKey, NumericStream | CategoricalStream, np.ndarray]] = []
         group_times = [batch.timestamp[index] for _, index in groups]
         for signal, values, present in self._columns(batch):
-            numeric: tuple[list[NumericStream], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+            numeric_streams: list[NumericStream] = []
+            numeric_values: list[np.ndarray] = []
+            numeric_times: list[np.ndarray] = []
             everywhere = bool(present.all())
             for (segment, index), times in zip(groups, group_times):
                 if not everywhere:
@@ -201,13 +203,13 @@ class ModelMonitor:
                         stream.add_reference(values[index])
                     continue
                 if isinstance(stream, NumericStream):
-                    for column, part in zip(numeric, (stream, values[index], times)):
-                        column.append(part)
-                    updated.append((signal, segment, key, stream, index))
+                    numeric_streams.append(stream)
+                    numeric_values.append(values[index])
+                    numeric_times.append(times)
                 else:
                     stream.advance(values[index], times, categorical)
-                    updated.append((signal, segment, key, stream, index))
-            advance_streams(*numeric, evaluations)
+                updated.append((signal, segment, key, stream, index))
+            advance_streams(numeric_streams, numeric_values, numeric_times, evaluations)
         for signal, segment, key, stream, index in updated:
             if isinstance(stream, NumericStream):
                 detections = stream.resolve(evaluations, scores=segment == ALL)
@@ -294,7 +296,7 @@ class ModelMonitor:
         return f"{severity}:{counts[severity]}"
 
     def _segment_groups(self, batch: ModelBatch, outcome: ModelOutcome) -> list[tuple[tuple[str, str], np.ndarray]]:
-        """Row indices per segment value (plus the aggregate), computed once per batch."""
+        """Row indices per segment value (plus the aggregate), computed once per pass."""
         n = len(batch)
         groups: list[tuple[tuple[str, str], np.ndarray]] = [(ALL, np.arange(n))]
         columns: dict[str, list[str | None] | np.ndarray] = {}

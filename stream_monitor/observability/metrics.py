@@ -136,10 +136,6 @@ class Metrics:
         for topic, partition, lag in lags:
             self.consumer_lag.labels(topic, str(partition)).set(lag)
 
-    def forget_model(self, model: str) -> None:
-        """Drop the state gauges of a model another worker now owns (it reports them)."""
-        self.forget_monitor(model, None, features=None, drifting=None)
-
     def restored(self, model: str, shard: tuple[int, int] | None, events: int) -> None:
         """Report the event counts of a monitor (whole model or shard) restored from a checkpoint."""
         if shard is None or shard[0] == 0:

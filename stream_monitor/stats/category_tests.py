@@ -30,7 +30,7 @@ import numpy as np
 from stream_monitor.stats.distributions import chi2_sf
 from stream_monitor.stats.two_sample import _hypergeometric_tails, unseen_category_test
 
-__all__ = ["PooledRows", "pool_rows", "chi_square_rows", "share_test_rows", "psi_pooled_rows", "unseen_rows"]
+__all__ = ["PooledRows", "pool_rows", "chi_square_rows", "share_test_rows", "unseen_rows"]
 
 #: Relative margin within which a sparse-cell sum is recomputed as ``pool_cells``
 #: computes it: the vectorized value is within about 70 ulps of it.
@@ -163,16 +163,6 @@ def share_test_rows(reference_cells: np.ndarray, current_cells: np.ndarray) -> l
         cell, p = best
         out.append((cell, float(reference[row, cell]) / n_row, float(current[row, cell]) / m_row, p))
     return out
-
-
-def psi_pooled_rows(reference: np.ndarray, current: np.ndarray, epsilon: float = 1e-4) -> np.ndarray:
-    """:func:`two_sample.psi` of rows of c pooled cells (0 for a single cell, as the evaluation takes it)."""
-    rows, c = reference.shape
-    if c <= 1:
-        return np.zeros(rows)
-    r = np.maximum(reference / reference.sum(axis=1)[:, None], epsilon)
-    q = np.maximum(current / current.sum(axis=1)[:, None], epsilon)
-    return ((q - r) * np.log(q / r)).sum(axis=1)
 
 
 def unseen_rows(reference: np.ndarray, current: np.ndarray) -> list[tuple[int, float, float]]:

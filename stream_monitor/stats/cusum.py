@@ -138,9 +138,9 @@ class TwoSidedCusum:
             self._drift_detected = False
             self._direction = None
 
-        # Scan in chunks that start small and double: an alarm early in a big
-        # batch then costs about as much as the values it consumed, and the
-        # cumulative sums stay far from the int64 range (65,536 x 2^34).
+        # Scan in chunks that double from _FIRST_CHUNK: an alarm early in a
+        # big batch then costs little more than the values it consumed, and
+        # the cumulative sums stay far from the int64 range (65,536 x 2^34).
         start, size = 0, _FIRST_CHUNK
         while start < z.size:
             chunk = np.rint(z[start : start + size] * _UNIT).astype(np.int64)
@@ -202,6 +202,8 @@ def update_many(detectors: list[TwoSidedCusum], z: np.ndarray, counts: np.ndarra
     alarmed = np.zeros(size, dtype=bool)
     if not size:
         return alarmed
+    if not (np.asarray(counts) > 0).all():
+        raise ValueError("update_many needs at least one score per detector")
     k_units, h_units = detectors[0]._k_units, detectors[0]._h_units
     if any(d._k_units != k_units or d._h_units != h_units for d in detectors):
         raise ValueError("update_many needs detectors with the same k and h")

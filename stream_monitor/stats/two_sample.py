@@ -23,6 +23,7 @@ __all__ = [
     "ks_2samp",
     "wasserstein_1d",
     "compare_windows",
+    "ks_p_value",
     "psi",
     "quantile_bin_edges",
     "bin_counts",
@@ -145,9 +146,13 @@ def compare_windows(reference_sorted: np.ndarray, current: np.ndarray, presorted
     # 0, equal gaps compare equal), and is what scipy reports by default.
     lcm = math.lcm(m, n)
     statistic = round(raw * lcm) / lcm
+    return KSResult(statistic=statistic, p_value=ks_p_value(statistic, m, n)), wasserstein
+
+
+def ks_p_value(statistic: float, n: int, m: int) -> float:
+    """Asymptotic p-value of a two-sample KS statistic of samples of n and m values (see :func:`ks_2samp`)."""
     root_en = math.sqrt(m * n / (m + n))
-    p_value = kolmogorov_sf((root_en + 0.12 + 0.11 / root_en) * statistic)
-    return KSResult(statistic=statistic, p_value=p_value), wasserstein
+    return kolmogorov_sf((root_en + 0.12 + 0.11 / root_en) * statistic)
 
 
 def _merged_ecdf_gap(reference_sorted: np.ndarray, current_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -152,7 +152,9 @@ def _wasserstein_rows(references: np.ndarray, currents_sorted: np.ndarray) -> np
 
 
 def psi_rows(reference_counts: np.ndarray, current_counts: np.ndarray, epsilon: float = 1e-4) -> np.ndarray:
-    """``two_sample.psi`` of each row pair (rows with at least one count on each side)."""
+    """``two_sample.psi`` of each row pair (rows with at least one count on each side); 0 for a single cell."""
+    if reference_counts.shape[1] <= 1:
+        return np.zeros(reference_counts.shape[0])
     reference = reference_counts.astype(np.float64)
     current = current_counts.astype(np.float64)
     r = np.maximum(reference / reference.sum(axis=1, keepdims=True), epsilon)

@@ -18,17 +18,46 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stream_monitor.calibration import CHI_SQUARE_MIN_EXPECTED
+from stream_monitor.calibration import CHI_SQUARE_MIN_EXPECTED, PSI_MIN_EXPECTED, Calibration
 from stream_monitor.core.alerts import Severity, iso_time
-from stream_monitor.core.categorical_evaluations import CategoricalEvaluations, window_statistics
+from stream_monitor.core.categorical_evaluations import CategoricalEvaluations, CategoryStatistics
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.core.state_codec import encode_state
 from stream_monitor.core.streams import CategoricalStream, CategoryCodebook, Detection
 from stream_monitor.stats.category_tests import pool_rows
-from stream_monitor.stats.two_sample import chi_square_2xk, pool_cells
+from stream_monitor.stats.two_sample import category_share_test, chi_square_2xk, pool_cells, psi, unseen_category_test
 from stream_monitor.stats.windows import BlockCounts
 
 SETTINGS = DetectionSettings()
+
+
+def window_statistics(
+    reference: np.ndarray, short: np.ndarray, long: np.ndarray, calibration: Calibration
+) -> CategoryStatistics:
+    """One window's statistics by the ``two_sample`` functions (what the batch computes per row)."""
+    ref_cells, cur_cells, cell_codes = pool_cells(reference, long, CHI_SQUARE_MIN_EXPECTED, return_codes=True)
+    chi = chi_square_2xk(ref_cells, cur_cells)
+    share = category_share_test(ref_cells, cur_cells)
+    code = int(cell_codes[share.cell]) if share.cell < cell_codes.size else -1
+    psi_ref, psi_cur = pool_cells(reference, long, PSI_MIN_EXPECTED)
+    psi_value = psi(psi_ref, psi_cur) if psi_ref.size > 1 else 0.0
+    events = int(long.sum())
+    unseen = unseen_category_test(reference, short)
+    return CategoryStatistics(
+        chi_square=float(chi.statistic),
+        dof=int(chi.dof),
+        chi_square_p_value=float(chi.p_value),
+        events=events,
+        category=code,
+        category_reference_share=share.reference_share,
+        category_current_share=share.current_share,
+        category_p_value=share.p_value,
+        psi=psi_value,
+        psi_threshold=calibration.psi_threshold(events, int(psi_ref.size), categorical=True),
+        unseen_share=unseen.share,
+        unseen_p_value=unseen.p_value,
+        short_events=int(short.sum()),
+    )
 
 
 def _random_rows(rng: np.random.Generator, rows: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
