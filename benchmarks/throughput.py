@@ -233,10 +233,10 @@ _SHARD_EVENTS = re.compile(r'^stream_monitor_shard_events\{model="([^"]*)",shard
 
 
 def _worker_shards() -> int:
-    """Evaluation shards per model of ``stream-monitor run`` with the benchmark's settings (defaults + env)."""
+    """Evaluation shards per model of the (d) workers (``E2E_SHARDS``, capped as the service caps it)."""
     from stream_monitor.config import load_settings
 
-    return load_settings({}).shards
+    return load_settings({"evaluation_shards": E2E_SHARDS}).shards
 
 
 def _load_worker_helper() -> Any:
@@ -823,7 +823,7 @@ def report(results: Results, command: str) -> str:
         lines.append(
             f"(d) detail: {info['broker']}; {info['produced']:,} events produced to a {PARTITIONS}-partition topic in "
             f"{info['produce_seconds']:.1f} s before any worker started; worker defaults (batch size 5,000, 8 internal "
-            "partitions, checkpoint every 10 s) plus `session.timeout.ms=6000` (tests/helpers/worker.py); "
+            f"partitions, checkpoint every 10 s) plus `--evaluation-shards {E2E_SHARDS}` and `session.timeout.ms=6000` (tests/helpers/worker.py); "
             f"/metrics polled every {POLL_SECONDS} s. "
             + " ".join(
                 f"{r.workers} worker(s): {r.shards} evaluation shard(s) of the model, held by worker(s) "
