@@ -20,7 +20,8 @@ import numpy as np
 from stream_monitor.calibration import PSI_MIN_EXPECTED
 from stream_monitor.core.settings import DetectionSettings
 from stream_monitor.stats.reference import NumericReference
-from stream_monitor.stats.two_sample import ks_p_value, pool_cells, psi
+from stream_monitor.stats.category_tests import pool_rows
+from stream_monitor.stats.two_sample import ks_p_value
 from stream_monitor.stats.window_tests import bin_counts_from_sorted_ranks, ks_from_sorted_ranks, psi_rows, wasserstein_rows
 
 __all__ = ["WindowStatistics", "NumericEvaluations"]
@@ -152,27 +153,13 @@ class NumericEvaluations:
                 by_reference[r] = distinct[r].edge_starts
                 reference_counts[r] = distinct[r].counts
             current = bin_counts_from_sorted_ranks(at_or_below_sorted[group], by_reference[group_refs], n)
-            self._psi(out, picked[group], reference_counts[group_refs], current, n, m)
+            self._psi(out, picked[group], reference_counts[group_refs], current, m)
 
-    def _psi(self, out: WindowStatistics, picked: np.ndarray, reference: np.ndarray, current: np.ndarray, n: int, m: int) -> None:
-        """PSI over the reference's bins; a row with sparse bins pools them as ``pool_cells`` does."""
-        cal = self.calibration
-        cells = reference.shape[1]
-        # The pooling rule of ``pool_cells``: every cell expected to hold enough
-        # events in the smaller sample is kept as it is (the usual case).
-        expected = (reference + current) * (min(n, m) / (n + m))
-        dense = (expected >= PSI_MIN_EXPECTED).all(axis=1)
-        values = np.zeros(picked.size)
-        thresholds = np.empty(picked.size)
-        if cells > 1 and dense.any():
-            values[dense] = psi_rows(reference[dense], current[dense])
-        thresholds[dense] = cal.psi_threshold(m, cells, categorical=False)
-        for row in np.flatnonzero(~dense).tolist():
-            ref_cells, cur_cells = pool_cells(reference[row], current[row], PSI_MIN_EXPECTED)
-            values[row] = psi(ref_cells, cur_cells) if ref_cells.size > 1 else 0.0
-            thresholds[row] = cal.psi_threshold(m, int(ref_cells.size), categorical=False)
-        out.psi[picked] = values
-        out.psi_threshold[picked] = thresholds
+    def _psi(self, out: WindowStatistics, picked: np.ndarray, reference: np.ndarray, current: np.ndarray, m: int) -> None:
+        """PSI over the reference's bins, sparse bins pooled as ``pool_cells`` pools them (as categorical windows are)."""
+        for cells, rows, ref_cells, cur_cells, _ in pool_rows(reference, current, PSI_MIN_EXPECTED).groups():
+            out.psi[picked[rows]] = psi_rows(ref_cells, cur_cells)
+            out.psi_threshold[picked[rows]] = self.calibration.psi_threshold(m, cells, categorical=False)
 
 
 def _run_tables(reference: NumericReference, n: int) -> tuple[np.ndarray, np.ndarray]:
