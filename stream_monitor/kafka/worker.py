@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -75,15 +74,6 @@ RECORDS_PER_TURN = 2
 MAX_PENDING_RECORDS = 64
 #: Internal records stay well under Kafka's default 1 MB message limit.
 MAX_INTERNAL_RECORD_BYTES = 600_000
-
-
-def internal_partition(model: str, partitions: int) -> int:
-    """Which internal partition owns a (whole) model: stable across processes and versions.
-
-    Shard k of a sharded model is at ``shard_partition(model, k, partitions)``;
-    shard 0 is this one.
-    """
-    return zlib.crc32(model.encode()) % partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,15 +350,11 @@ class Worker:
             result.consumed_by_topic.update(ingested.consumed_by_topic)
             shards = s.shards
             for batch in ingested.batches:
-                if shards == 1:
-                    partition = internal_partition(batch.model, s.internal_partitions)
-                    for part in _split_batch(batch):
-                        records.append(OutRecord(s.internal_topic, batch.model.encode(), part.to_bytes(), partition=partition))
-                    continue
-                segment_features = self.engine.spec.model(batch.model).segment_keys
+                segment_features = self.engine.spec.model(batch.model).segment_keys if shards > 1 else ()
                 for shard, shard_batch in enumerate(split_batch(batch, shards, segment_features)):
                     partition = shard_partition(batch.model, shard, s.internal_partitions)
-                    headers = [(SHARD_HEADER, encode_header((shard, shards)))]
+                    # A record without the header is a whole model (S = 1, as before shards).
+                    headers = [(SHARD_HEADER, encode_header((shard, shards)))] if shards > 1 else None
                     for part in _split_batch(shard_batch):
                         records.append(
                             OutRecord(s.internal_topic, batch.model.encode(), part.to_bytes(), headers, partition=partition)
