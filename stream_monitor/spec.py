@@ -25,6 +25,12 @@ and may carry librdkafka settings::
     [models.credit-risk.thresholds]
     cusum_h = 20.0
 
+Features (``features``, ``segment_keys``) are named as in the event's
+``features`` object: ``prediction = "numeric"`` declares a feature called
+``prediction`` (whose alerts say ``feature:prediction``, see
+:mod:`stream_monitor.core.signals`), never the model's prediction, label,
+latency or scores, whose types come from traffic.
+
 Every table refuses keys it does not know (a typo must not silently fall back
 to a default), numbers must be TOML numbers (``window_size = "500"`` is
 refused), and the detection settings are built, and therefore validated, at load
@@ -167,9 +173,10 @@ class ModelSpec:
     name: str
     detection: DetectionSettings = field(default_factory=DetectionSettings)
     #: Feature names whose values segment the model's streams (besides the event's
-    #: own ``segment`` object).
+    #: own ``segment`` object); a name is the feature's, even ``prediction``.
     segment_keys: tuple[str, ...] = ()
-    #: Declared feature types; undeclared features are inferred from traffic.
+    #: Declared feature types by the feature's name in events (``prediction`` is a
+    #: feature called so, not the prediction); undeclared features are inferred from traffic.
     feature_types: dict[str, FeatureType] = field(default_factory=dict)
     #: Absolute path of a JSONL file of v1 events used as the reference, if any.
     reference_file: Path | None = None

@@ -37,6 +37,9 @@ class Severity:
 def alert_id(model: str, feature: str, segment: dict[str, str], occurrence: str) -> str:
     """Same detection of the same stream -> same id.
 
+    ``feature`` is the stream's signal name (:mod:`stream_monitor.core.signals`):
+    a feature's own name, ``feature:<name>`` for a feature called like a
+    reserved signal, or ``prediction``, ``score:<class>``, ``label``, ``latency_ms``.
     ``occurrence`` names the detection within the stream's history
     (``severity:n``, see ``ModelMonitor``), not a wall-clock time or an exact
     event position, so a replay after a crash, or a run that saw the

@@ -42,10 +42,14 @@ class ModelBatch:
     event_ids: list[str]
     versions: list[str | None]
     version_code: np.ndarray  # int32[n] into versions
-    #: (signal name, kind) of each numeric column.
+    #: (name, kind) of each numeric column: a feature by its own name with kind
+    #: ``data_drift``, or a reserved signal (``prediction``, ``score:<class>``,
+    #: ``label``, ``latency_ms``) with its own kind. The pair is unambiguous
+    #: (a feature may be called ``prediction``); past the batch a column is
+    #: known by ``core.signals.signal_name(name, kind)``.
     numeric_signals: list[tuple[str, str]]
     numeric: np.ndarray  # float64[n, F], NaN = missing
-    #: (signal name, kind) of each categorical column.
+    #: (name, kind) of each categorical column, as ``numeric_signals``.
     categorical_signals: list[tuple[str, str]]
     categorical: np.ndarray  # int32[n, C] into strings, -1 = missing
     strings: list[str]
@@ -237,7 +241,11 @@ def _put(features: dict, extras: dict, name: str, kind: str, value: float | str)
 
 
 def signal_values(event: Event) -> Iterator[tuple[str, str, float | str]]:
-    """Every monitored (signal, kind, value) of an event; missing values are skipped."""
+    """Every monitored (name, kind, value) of an event; missing values are skipped.
+
+    Features keep their own names, whatever they are: the kind tells a feature
+    called ``prediction`` from the prediction (see ``core.signals``).
+    """
     for name, value in event.features.items():
         if value is not None:
             yield name, Kind.DATA_DRIFT, value

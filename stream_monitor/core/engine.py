@@ -16,12 +16,13 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from stream_monitor.core.alerts import Alert
+from stream_monitor.core.alerts import Alert, Kind
 from stream_monitor.core.bulk import assemble, decode_columns, events_part, gc_paused
 from stream_monitor.core.columns import ModelBatch, build_model_batches
 from stream_monitor.core.events import Event, RawMessage, Reason, Rejection, decode_batch
 from stream_monitor.core.model import ModelMonitor, row_message
 from stream_monitor.core.settings import DetectionSettings
+from stream_monitor.core.signals import describe
 from stream_monitor.core.shards import MonitorKey, Shard, ShardMonitor, is_first_shard, key_model, monitor_key, split_batch
 
 #: Models are discovered from traffic; past this many, events of new models are
@@ -178,7 +179,8 @@ def _check_declared_types(events: list[Event], spec: SpecLike, rejections: list[
             Rejection(
                 event.message,
                 Reason.FEATURE_TYPE_MISMATCH,
-                f"'{bad}' of model '{event.model}' is declared numeric in the monitor spec but got {value[:40]!r}; "
+                f"{describe(bad, Kind.DATA_DRIFT)} of model '{event.model}' is declared numeric in the monitor spec "
+                f"but got {value[:40]!r}; "
                 "fix the producer, or declare the feature categorical",
             )
         )

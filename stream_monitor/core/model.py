@@ -2,7 +2,11 @@
 
 Every monitored quantity of an event is a *signal*: each feature (data
 drift), the prediction and class scores (prediction drift), the label (label
-drift) and the latency (latency drift). Each signal is watched in the whole
+drift) and the latency (latency drift). A batch names its columns
+``(name, kind)``; the monitor knows each signal by its signal name
+(:func:`~stream_monitor.core.signals.signal_name`), so a feature called
+``prediction`` is the signal ``feature:prediction``, never the prediction.
+Each signal is watched in the whole
 model aggregate and in every admitted segment value, one stream each. The
 batch arrives as columns, so routing a signal to its streams is array
 indexing: no per-event Python work happens here.
@@ -19,7 +23,7 @@ from typing import Any, Iterable, Literal
 
 import numpy as np
 
-from stream_monitor.core.alerts import Alert, alert_id, iso_time
+from stream_monitor.core.alerts import Alert, Kind, alert_id, iso_time
 from stream_monitor.core.columns import ModelBatch
 from stream_monitor.core.categorical_evaluations import CategoricalEvaluations
 from stream_monitor.core.evaluations import NumericEvaluations
@@ -28,6 +32,7 @@ from stream_monitor.core.events import RawMessage, Reason, Rejection
 from stream_monitor.core.resequencer import Resequencer
 from stream_monitor.core.segments import SegmentSlots
 from stream_monitor.core.settings import DetectionSettings
+from stream_monitor.core.signals import describe, is_reserved, signal_name
 from stream_monitor.core.streams import CategoricalStream, CategoryCodebook, Detection, NumericStream
 
 ValueType = Literal["numeric", "categorical"]
@@ -45,6 +50,7 @@ StreamKey = tuple[str, str, str]
 
 @dataclass(frozen=True, slots=True)
 class Signal:
+    #: The signal name (see stream_monitor.core.signals): streams, alerts, checkpoints and metrics use it.
     name: str
     kind: str
     value_type: ValueType
@@ -79,6 +85,7 @@ class ModelMonitor:
         #: Puts rows from differently paced source partitions back in event-time order.
         self.resequencer = Resequencer(reorder_idle_seconds)
         self.detection = detection
+        #: Declared types by the feature's own name (as in the event's ``features``).
         self.declared_types: dict[str, ValueType] = dict(feature_types or {})
         self.feature_segment_keys = tuple(segment_keys)
         self.signals: dict[str, Signal] = {}
@@ -102,34 +109,39 @@ class ModelMonitor:
         numeric_first = dict(zip(batch.numeric_signals, _first_rows(~np.isnan(batch.numeric))))
         categorical_first = dict(zip(batch.categorical_signals, _first_rows(batch.categorical >= 0)))
         for name, kind in dict.fromkeys([*batch.numeric_signals, *batch.categorical_signals]):
-            if name in self.signals:
+            signal = signal_name(name, kind)
+            if signal in self.signals:
                 continue
             if len(self.signals) >= MAX_SIGNALS:
                 outcome.untracked += 1
                 continue
-            declared = self.declared_types.get(name) if kind == "data_drift" else None
+            declared = self.declared_types.get(name) if kind == Kind.DATA_DRIFT else None
             if declared is None:
                 numeric_row = numeric_first.get((name, kind), n)
                 categorical_row = categorical_first.get((name, kind), n)
                 if numeric_row == categorical_row == n:
                     continue  # no value in these rows (a column of missing values): typed by its first value
                 declared = "numeric" if numeric_row < categorical_row else "categorical"
-            self.signals[name] = Signal(name, kind, declared)
+            self.signals[signal] = Signal(signal, kind, declared)
 
     def _mismatched_rows(self, batch: ModelBatch) -> dict[int, str]:
         """Rows carrying a string for a numeric signal: row -> why."""
         bad: dict[int, str] = {}
-        for j, (name, _kind) in enumerate(batch.categorical_signals):
-            signal = self.signals.get(name)
+        for j, (name, kind) in enumerate(batch.categorical_signals):
+            signal = self.signals.get(signal_name(name, kind))
             if signal is None or signal.value_type != "numeric":
                 continue
+            if kind == Kind.DATA_DRIFT:
+                how = "declared in the spec" if name in self.declared_types else "inferred from its first value"
+                fix = "fix the producer, or declare the feature categorical in the monitor spec"
+            else:
+                how = "inferred from its first value"
+                fix = f"fix the producer: send the {name} as the same type (number or string) in every event of the model"
             for row in np.flatnonzero(batch.categorical[:, j] >= 0):
                 if int(row) not in bad:
-                    how = "declared in the spec" if name in self.declared_types else "inferred from its first value"
                     value = batch.strings[batch.categorical[row, j]]
                     bad[int(row)] = (
-                        f"'{name}' of model '{self.name}' is numeric ({how}) but got {value[:40]!r}; "
-                        "fix the producer, or declare the feature categorical in the monitor spec"
+                        f"{describe(name, kind)} of model '{self.name}' is numeric ({how}) but got {value[:40]!r}; {fix}"
                     )
         return bad
 
@@ -254,8 +266,8 @@ class ModelMonitor:
         times = batch.timestamp[~np.isnan(batch.timestamp)]
         if len(times):
             outcome.last_event_time = float(times.max())
-        for j, (name, _kind) in enumerate(batch.numeric_signals):
-            if name == "latency_ms":
+        for j, (_name, kind) in enumerate(batch.numeric_signals):
+            if kind == Kind.LATENCY_DRIFT:
                 column = batch.numeric[:, j]
                 outcome.latencies = column[~np.isnan(column)] / 1000.0
 
@@ -328,8 +340,8 @@ class ModelMonitor:
 
     def _columns(self, batch: ModelBatch) -> Iterable[tuple[Signal, np.ndarray, np.ndarray]]:
         """One array of values per signal, and where it is present."""
-        numeric_index = {name: j for j, (name, _) in enumerate(batch.numeric_signals)}
-        categorical_index = {name: j for j, (name, _) in enumerate(batch.categorical_signals)}
+        numeric_index = {signal_name(name, kind): j for j, (name, kind) in enumerate(batch.numeric_signals)}
+        categorical_index = {signal_name(name, kind): j for j, (name, kind) in enumerate(batch.categorical_signals)}
         for name in dict.fromkeys([*numeric_index, *categorical_index]):
             signal = self.signals.get(name)
             if signal is None:
@@ -414,18 +426,28 @@ class ModelMonitor:
     def restore(self, state: dict[str, Any], wall_time: float = 0.0) -> None:
         """Load a checkpoint into a monitor built with the same settings."""
         self.resequencer.restore(state["resequencer"], wall_time)
-        self.signals = {name: Signal(name, kind, value_type) for name, kind, value_type in state["signals"]}
+        # Before features had signal names of their own, a feature called like a
+        # reserved signal (a feature "prediction") shared that signal's streams,
+        # and whichever came first set the kind. A reserved name recorded as data
+        # drift is such a mix, which no version writes any more: its streams start
+        # a new reference. Its alert counts are kept, so alert ids never repeat.
+        mixed = {name for name, kind, _ in state["signals"] if kind == Kind.DATA_DRIFT and is_reserved(name)}
+        self.signals = {
+            name: Signal(name, kind, value_type) for name, kind, value_type in state["signals"] if name not in mixed
+        }
         self.slots = {key: SegmentSlots.from_state(s) for key, s in state["slots"].items()}
-        self.codebooks = {name: CategoryCodebook.from_state(s) for name, s in state["codebooks"].items()}
+        self.codebooks = {name: CategoryCodebook.from_state(s) for name, s in state["codebooks"].items() if name not in mixed}
         self.streams = {}
         for key, stream_state in state["streams"]:
             key = tuple(key)
+            if key[0] in mixed:
+                continue
             signal = self.signals[key[0]]
             if signal.value_type == "numeric":
                 self.streams[key] = NumericStream.from_state(self.detection, stream_state)
             else:
                 self.streams[key] = CategoricalStream.from_state(self.detection, self.codebooks[key[0]], stream_state)
-        self.drifting = {tuple(key): severity for key, severity in state["drifting"]}
+        self.drifting = {tuple(key): severity for key, severity in state["drifting"] if key[0] not in mixed}
         self.alert_counts = {tuple(key): counts for key, counts in state["alert_counts"]}
         self.applied = {(topic, partition): offset for topic, partition, offset in state["applied"]}
         self.events = state["events"]

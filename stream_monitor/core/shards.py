@@ -4,7 +4,8 @@ A model's signals (features, prediction, scores, label, latency) are
 independent of each other once rows are in order: a stream's verdict needs
 every value of its signal in one place and one order, not the other signals.
 So with ``evaluation_shards = S`` ingest cuts each model batch into S batches
-by signal (``crc32(signal name) % S``), and each goes to its own internal
+by signal (``crc32(signal name) % S``, the name alerts carry in ``feature``:
+see :mod:`stream_monitor.core.signals`), and each goes to its own internal
 partition, where one evaluator owns it. Every shard batch carries **every
 row** of the original: event ids, timestamps, versions, source offsets and
 segment columns, plus as segment columns the features the spec names in
@@ -50,6 +51,7 @@ import numpy as np
 from stream_monitor.core.columns import ModelBatch
 from stream_monitor.core.events import Reason, Rejection
 from stream_monitor.core.model import ModelMonitor, ModelOutcome, _feature_as_segment, row_message
+from stream_monitor.core.signals import signal_name
 
 #: Kafka header of an internal record naming its shard, as ``b"k/S"``. A
 #: record without it is a whole model batch (S = 1, or written before shards).
@@ -63,7 +65,7 @@ MonitorKey = Union[str, tuple[str, int, int]]
 
 
 def signal_shard(signal: str, shards: int) -> int:
-    """The shard evaluating a signal: stable across processes and versions."""
+    """The shard evaluating a signal (by its signal name): stable across processes and versions."""
     return zlib.crc32(signal.encode()) % shards if shards > 1 else 0
 
 
@@ -176,8 +178,8 @@ def split_batch(batch: ModelBatch, shards: int, segment_features: Iterable[str] 
         derived.append(column)
     segments = np.column_stack([batch.segments, *derived]) if derived else batch.segments
     segments = segments.astype(np.int32, copy=False).reshape(n, len(segment_keys))
-    numeric_owner = np.array([signal_shard(name, shards) for name, _ in batch.numeric_signals], dtype=np.int64)
-    categorical_owner = np.array([signal_shard(name, shards) for name, _ in batch.categorical_signals], dtype=np.int64)
+    numeric_owner = np.array([signal_shard(signal_name(*s), shards) for s in batch.numeric_signals], dtype=np.int64)
+    categorical_owner = np.array([signal_shard(signal_name(*s), shards) for s in batch.categorical_signals], dtype=np.int64)
     parts = []
     for shard in range(shards):
         numeric_cols = np.flatnonzero(numeric_owner == shard)
@@ -233,8 +235,8 @@ class ShardMonitor(ModelMonitor):
 def _without_mismatches(batch: ModelBatch, monitor: ModelMonitor) -> ModelBatch:
     """The batch with the string values of numeric signals removed (as if missing)."""
     categorical = batch.categorical.copy()
-    for j, (name, _kind) in enumerate(batch.categorical_signals):
-        signal = monitor.signals.get(name)
+    for j, (name, kind) in enumerate(batch.categorical_signals):
+        signal = monitor.signals.get(signal_name(name, kind))
         if signal is not None and signal.value_type == "numeric":
             categorical[:, j] = -1
     return replace(batch, categorical=categorical)

@@ -127,6 +127,40 @@ def numeric_edge_messages(seed: int, n: int, odd_share: float) -> list[RawMessag
     return out
 
 
+#: Features named like the reserved signals (and like a renamed one), next to the signals themselves.
+RESERVED_FEATURES = ("prediction", "label", "latency_ms", "score:a", "score:default", "feature:prediction")
+
+
+def reserved_name_messages(seed: int, n: int, odd_share: float = 0.1) -> list[RawMessage]:
+    """Events whose features are called ``prediction``, ``label``, ``score:a``, ...: the columns must stay apart.
+
+    The reserved signals are there too, of the same or the other type, and
+    a share of the values is changed to another type or dropped, so both
+    paths type, order and reject the look-alikes the same way.
+    """
+    rng = random.Random(seed)
+    out = []
+    for i, event in enumerate(generate(credit_risk_profile(), n, seed)):
+        event["model"] = "reserved"
+        features = event["features"]
+        for name in RESERVED_FEATURES:
+            features[name] = round(rng.gauss(100.0, 1.0), 3) if name != "label" else rng.choice(("yes", "no"))
+        if i % 3 == 0:  # a class label: the scores are watched too
+            event["prediction"] = rng.choice(("default", "repaid"))
+        event["label"] = rng.choice((0, 1))
+        if rng.random() < odd_share:
+            field = rng.choice(RESERVED_FEATURES + ("prediction*", "label*", "latency_ms*"))
+            value = rng.choice(ODD_VALUES[:12])
+            if field.endswith("*"):
+                event[field[:-1]] = value
+            else:
+                features[field] = value
+        if rng.random() < odd_share:
+            event["features"] = dict(rng.sample(list(features.items()), len(features)))
+        out.append(RawMessage(orjson.dumps(event), "reserved", i % 2, i, timestamp_ms=1_767_225_600_000 + i))
+    return out
+
+
 def weird_messages(seed: int, n: int) -> list[RawMessage]:
     return [RawMessage(orjson.dumps(e), "weird", 0, i) for i, e in enumerate(weird_valid_events(n, seed))]
 
@@ -149,6 +183,9 @@ CORPUS: tuple[tuple[str, Callable[[], list[RawMessage]]], ...] = (
     ("hostile and weird", lambda: hostile_messages(9, 300) + weird_messages(9, 300) + mixed_messages(9, 500)),
     ("numeric edges", lambda: numeric_edge_messages(10, 1000, odd_share=0.02)),
     ("numeric edges, often odd", lambda: numeric_edge_messages(11, 300, odd_share=0.5)),
+    ("features named like reserved signals", lambda: reserved_name_messages(12, 2000)),
+    ("features named like reserved signals, often odd", lambda: reserved_name_messages(13, 300, odd_share=0.6)),
+    ("features named like reserved signals, mixed", lambda: reserved_name_messages(14, 500) + mixed_messages(14, 500)),
 )
 
 #: Declares some benchmark and credit-risk features numeric (and one categorical feature numeric, so
@@ -156,6 +193,8 @@ CORPUS: tuple[tuple[str, Callable[[], list[RawMessage]]], ...] = (
 SPEC_TOML = spec_toml().replace('channel = "categorical"', 'channel = "numeric"') + (
     '[models.benchmark.features]\nf00 = "numeric"\nf03 = "numeric"\nc1 = "categorical"\nextra1 = "numeric"\n'
     '[models.m1.features]\na = "numeric"\nb = "categorical"\n'
+    # the features called like reserved signals, not the signals: a string prediction is no mismatch
+    '[models.reserved.features]\nprediction = "numeric"\n"score:a" = "numeric"\nlatency_ms = "categorical"\n'
 )
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest_corpus import CORPUS, SPEC_TOML, ingest_outcome, mixed_messages
+from ingest_corpus import CORPUS, RESERVED_FEATURES, SPEC_TOML, ingest_outcome, mixed_messages, reserved_name_messages
 from stream_monitor.core.bulk import decode_columns
 from stream_monitor.core.engine import _consumed, ingest, ingest_per_event
 from stream_monitor.core.events import RawMessage
@@ -68,6 +68,24 @@ def test_one_bad_value_sends_only_its_event_to_the_per_event_path():
     assert_same_as_per_event(messages)
 
 
+def test_features_called_like_reserved_signals_keep_columns_of_their_own():
+    """A feature ``prediction`` is the column (prediction, data_drift), never the prediction's: on both paths."""
+    messages = reserved_name_messages(15, 600, odd_share=0.0)
+    first = orjson.loads(messages[0].value)
+    for result in (ingest(messages), ingest_per_event(messages)):
+        (batch,) = result.batches
+        columns = set(batch.numeric_signals) | set(batch.categorical_signals)
+        assert {(name, "data_drift") for name in RESERVED_FEATURES} <= columns
+        assert {("prediction", "prediction_drift"), ("score:default", "prediction_drift"), ("label", "label_drift"),
+                ("latency_ms", "latency_drift")} <= columns
+        # a dead letter re-encodes each value where it came from
+        row = orjson.loads(batch.row_json(0))
+        assert row["features"] == first["features"]
+        assert (row["prediction"], row["label"], row["latency_ms"]) == (first["prediction"], first["label"], first["latency_ms"])
+        assert row["scores"] == {"default": first["scores"]["default"]}
+    assert_same_as_per_event(messages)
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_garbage_collection_is_left_as_found(enabled):
     was = gc.isenabled()
@@ -87,7 +105,11 @@ def mostly(valid: st.SearchStrategy, odd: st.SearchStrategy) -> st.SearchStrateg
 
 
 ABSENT = st.just("absent")
-NAMES = mostly(st.sampled_from(["a", "b", "c", "prediction", "label", "score:x"]), st.just("n" * 257))
+#: Features, score classes and segment keys; a feature may be called like a reserved signal.
+NAMES = mostly(
+    st.sampled_from(["a", "b", "c", "prediction", "label", "latency_ms", "score:x", "x", "feature:prediction"]),
+    st.just("n" * 257),
+)
 VALUES = mostly(
     st.one_of(
         st.none(),
