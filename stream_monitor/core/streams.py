@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -358,10 +358,11 @@ class NumericStream(_Stream):
         m, every = settings.window_size, settings.evaluate_every
         old = len(self.window)
         seen = self.seen
-        held_starts = self.block_starts.values().tolist()
+        held_starts = self.block_starts.values()
 
         def window_info(p: int) -> _WindowInfo:
-            return self._window_at(held_starts, timestamps, starts, seen, p)
+            """Worked out for a detection only: most evaluations find the stream stable."""
+            return self._window_at(held_starts.tolist(), timestamps, starts, seen, p)
 
         history: np.ndarray | None = None
         for p, statistic, direction in alarms:
@@ -369,7 +370,7 @@ class NumericStream(_Stream):
                 history = np.concatenate((self.window.values(), values))
             end = old + p + 1
             current = history[max(0, end - m) : end]
-            self._steps.append((p, _SEQUENTIAL, (statistic, direction, current, window_info(p))))
+            self._steps.append((p, _SEQUENTIAL, (statistic, direction, current, window_info)))
         # A full window is due: ``old`` is min(seen, m) but for a window that
         # grew since its checkpoint, which must fill up first.
         due = [k for k, p in enumerate(closes) if old + p + 1 >= m]
@@ -401,7 +402,7 @@ class NumericStream(_Stream):
             first = max(0, last - long_blocks)
             events = (last - first) * every
             long = (math.fsum(block_sums[first:last]) / events, math.fsum(block_squares[first:last]) / events, events)
-            self._steps.append((p, _EVALUATION, (first_row + row, long, window_info(p))))
+            self._steps.append((p, _EVALUATION, (first_row + row, long, window_info)))
 
     def resolve(self, evaluations: NumericEvaluations, scores: bool = False) -> list[Detection]:
         """Verdicts on what :meth:`advance` filed, in the order of the values; clears them.
@@ -434,7 +435,7 @@ class NumericStream(_Stream):
         """Values the stream had seen once it took the batch's ``p``-th (after the reference), counting the reference."""
         return self.reference_size + self.seen - self._advanced + p + 1
 
-    def _sequential(self, p: int, details: tuple[float, str | None, np.ndarray, _WindowInfo]) -> list[Detection]:
+    def _sequential(self, p: int, details: tuple[float, str | None, np.ndarray, Callable[[int], _WindowInfo]]) -> list[Detection]:
         assert self.reference is not None
         statistic, direction, current, window = details
         threshold = self.cusum.h
@@ -451,7 +452,7 @@ class NumericStream(_Stream):
                 tests=tests,
                 reference=self.reference.summary(),
                 current=summarize(current),
-                window=_window_payload(window),
+                window=_window_payload(window(p)),
             )
         )
 
@@ -473,7 +474,7 @@ class NumericStream(_Stream):
         return mean_test, variance_test, abs(z) >= z_critical, not lower < ratio < upper
 
     def _evaluate(
-        self, p: int, details: tuple[int, tuple[float, float, int], _WindowInfo], results: WindowStatistics
+        self, p: int, details: tuple[int, tuple[float, float, int], Callable[[int], _WindowInfo]], results: WindowStatistics
     ) -> list[Detection]:
         th = self.settings.thresholds
         cal = self.calibration
@@ -520,7 +521,7 @@ class NumericStream(_Stream):
                 tests=tests,
                 reference=ref.summary(),
                 current=summarize(results.windows[row]),
-                window=_window_payload(window),
+                window=_window_payload(window(p)),
             )
         )
 
