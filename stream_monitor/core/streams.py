@@ -364,33 +364,32 @@ class NumericStream(_Stream):
             """Worked out for a detection only: most evaluations find the stream stable."""
             return self._window_at(held_starts.tolist(), timestamps, starts, seen, p)
 
-        history: np.ndarray | None = None
         for p, statistic, direction in alarms:
-            if history is None:
-                history = np.concatenate((self.window.values(), values))
             end = old + p + 1
-            current = history[max(0, end - m) : end]
+            current = self.window.joined(values[: p + 1], end - m)
             self._steps.append((p, _SEQUENTIAL, (statistic, direction, current, window_info)))
         # A full window is due: ``old`` is min(seen, m) but for a window that
-        # grew since its checkpoint, which must fill up first.
-        due = [k for k, p in enumerate(closes) if old + p + 1 >= m]
+        # grew since its checkpoint, which must fill up first. Due are the
+        # closes at or past m - old - 1: a tail of the (arithmetic) range.
+        first_due = max(0, -(-(m - old - 1 - closes.start) // every)) if closes else 0
+        due = range(first_due, len(closes))
         if not due:
             return
         assert sums is not None and squares is not None
-        ends = np.array([closes[k] + 1 for k in due])
-        if ends[0] >= m:
+        first_end = closes[first_due] + 1
+        if first_end >= m:
             # Every window lies within this batch.
-            index = ends[:, None] + np.arange(-m, 0)
-            rows = (values[index], below[index], at_or_below[index])
+            sources, offset = (values, below, at_or_below), first_end - m
         else:
-            index = old + ends[:, None] + np.arange(-m, 0)
-            if history is None:
-                history = np.concatenate((self.window.values(), values))
-            rows = (
-                history[index],
-                np.concatenate((self._below.values(), below))[index],
-                np.concatenate((self._at_or_below.values(), at_or_below))[index],
-            )
+            # The first reaches back into the window: from its first value on.
+            start = old + first_end - m
+            sources = (self.window.joined(values, start), self._below.joined(below, start), self._at_or_below.joined(at_or_below, start))
+            offset = 0
+        if len(due) == 1:
+            rows = tuple(source[None, offset : offset + m] for source in sources)
+        else:
+            index = offset + np.arange(0, len(due) * every, every)[:, None] + np.arange(m)
+            rows = tuple(source[index] for source in sources)
         first_row = evaluations.add(self.reference, *rows)
         long_blocks = self.long_blocks
         block_sums = self.block_sums.values().tolist() + sums.tolist()
