@@ -13,6 +13,7 @@ window alone.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,15 +132,9 @@ class NumericEvaluations:
             ks[free] = ks_from_sorted_ranks(below_sorted[free], at_or_below_sorted[free], n)
         if tied.any():
             # Ties in the reference: the runs of equal values, as rank tables.
-            tables = {r: _run_tables(distinct[r], n) for r in np.unique(reference_of_row[tied]).tolist()}
-            rows_refs = reference_of_row[tied].tolist()
-            ks[tied] = ks_from_sorted_ranks(
-                below_sorted[tied],
-                at_or_below_sorted[tied],
-                n,
-                np.stack([tables[r][0] for r in rows_refs]),
-                np.stack([tables[r][1] for r in rows_refs]),
-            )
+            tied_references, table_of_row = np.unique(reference_of_row[tied], return_inverse=True)
+            end_at, start_before, slots = _RUN_TABLES.tables([distinct[r] for r in tied_references.tolist()], n)
+            ks[tied] = ks_from_sorted_ranks(below_sorted[tied], at_or_below_sorted[tied], n, end_at, start_before, slots[table_of_row])
         out.ks[picked] = ks
         out.ks_p_value[picked] = [_ks_p_value(d, n, m) for d in ks.tolist()]
 
@@ -170,6 +165,86 @@ def _run_tables(reference: NumericReference, n: int) -> tuple[np.ndarray, np.nda
     start_before = np.full(n + 1, -1, dtype=np.int64)
     start_before[ends] = starts
     return end_at, start_before
+
+
+class _RunTableCache:
+    """Rank tables of tied references, kept for the ``capacity`` references used most recently.
+
+    Most numeric features repeat values (rounded floats, counts, flags), so
+    most references have ties, and every evaluation of their windows needs
+    both tables. Worked out at each evaluation they cost more than the KS
+    statistic itself; kept in every reference they would cost 8 KB a stream
+    for as long as it lives. So the tables of the references evaluated
+    lately are kept here, one row per reference in one array per reference
+    size, and the KS of a batch reads them in place; memory is bounded by
+    ``capacity`` rows whatever the number of streams. A reference is held
+    while its tables are, so its id cannot be reused meanwhile.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._by_size: dict[int, _SizedRunTables] = {}
+
+    def tables(self, references: list[NumericReference], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(run ends, run starts, slot of each reference): row ``slot[i]`` of the tables is reference i's."""
+        if len(references) > self.capacity:
+            # More than fit at once: one table per reference, for this call only.
+            pairs = [_run_tables(r, n) for r in references]
+            return np.stack([e for e, _ in pairs]), np.stack([s for _, s in pairs]), np.arange(len(references))
+        tables = self._by_size.get(n)
+        if tables is None:
+            tables = self._by_size[n] = _SizedRunTables(n)
+        slots = np.empty(len(references), dtype=np.intp)
+        wanted = {id(r) for r in references}
+        for i, reference in enumerate(references):
+            slots[i] = tables.slot(reference, wanted, self.capacity)
+        return tables.end_at, tables.start_before, slots
+
+
+class _SizedRunTables:
+    """The cached tables of references of one size: row ``slot_of[id(reference)]`` is that reference's."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.end_at = np.empty((0, n + 1), dtype=np.int32)
+        self.start_before = np.empty((0, n + 1), dtype=np.int32)
+        #: Least recently used first. Slots 0..len - 1 are the ones in use.
+        self.slot_of: OrderedDict[int, int] = OrderedDict()
+        self.held: list[NumericReference] = []
+
+    def slot(self, reference: NumericReference, wanted: set[int], capacity: int) -> int:
+        key = id(reference)
+        slot = self.slot_of.get(key)
+        if slot is not None:
+            self.slot_of.move_to_end(key)
+            return slot
+        used = len(self.slot_of)
+        if used < self.end_at.shape[0]:
+            slot = used
+            self.held.append(reference)
+        elif used < capacity:
+            self._grow(min(capacity, max(64, 2 * used)))
+            slot = used
+            self.held.append(reference)
+        else:
+            # Full: the least recently used reference not needed by this call gives up its row.
+            victim = next(k for k in self.slot_of if k not in wanted)
+            slot = self.slot_of.pop(victim)
+            self.held[slot] = reference
+        self.end_at[slot], self.start_before[slot] = _run_tables(reference, self.n)
+        self.slot_of[key] = slot
+        return slot
+
+    def _grow(self, rows: int) -> None:
+        for name in ("end_at", "start_before"):
+            old = getattr(self, name)
+            grown = np.empty((rows, self.n + 1), dtype=np.int32)
+            grown[: old.shape[0]] = old
+            setattr(self, name, grown)
+
+
+#: Bounded: 4,096 references of 1,000 values take 32 MB.
+_RUN_TABLES = _RunTableCache(4096)
 
 
 _KS_P_VALUES: dict[tuple[float, int, int], float] = {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -358,38 +358,38 @@ class NumericStream(_Stream):
         m, every = settings.window_size, settings.evaluate_every
         old = len(self.window)
         seen = self.seen
-        held_starts = self.block_starts.values().tolist()
+        held_starts = self.block_starts.values()
 
         def window_info(p: int) -> _WindowInfo:
-            return self._window_at(held_starts, timestamps, starts, seen, p)
+            """Worked out for a detection only: most evaluations find the stream stable."""
+            return self._window_at(held_starts.tolist(), timestamps, starts, seen, p)
 
-        history: np.ndarray | None = None
         for p, statistic, direction in alarms:
-            if history is None:
-                history = np.concatenate((self.window.values(), values))
             end = old + p + 1
-            current = history[max(0, end - m) : end]
-            self._steps.append((p, _SEQUENTIAL, (statistic, direction, current, window_info(p))))
+            current = self.window.joined(values[: p + 1], end - m)
+            self._steps.append((p, _SEQUENTIAL, (statistic, direction, current, window_info)))
         # A full window is due: ``old`` is min(seen, m) but for a window that
-        # grew since its checkpoint, which must fill up first.
-        due = [k for k, p in enumerate(closes) if old + p + 1 >= m]
+        # grew since its checkpoint, which must fill up first. Due are the
+        # closes at or past m - old - 1: a tail of the (arithmetic) range.
+        first_due = max(0, -(-(m - old - 1 - closes.start) // every)) if closes else 0
+        due = range(first_due, len(closes))
         if not due:
             return
         assert sums is not None and squares is not None
-        ends = np.array([closes[k] + 1 for k in due])
-        if ends[0] >= m:
+        first_end = closes[first_due] + 1
+        if first_end >= m:
             # Every window lies within this batch.
-            index = ends[:, None] + np.arange(-m, 0)
-            rows = (values[index], below[index], at_or_below[index])
+            sources, offset = (values, below, at_or_below), first_end - m
         else:
-            index = old + ends[:, None] + np.arange(-m, 0)
-            if history is None:
-                history = np.concatenate((self.window.values(), values))
-            rows = (
-                history[index],
-                np.concatenate((self._below.values(), below))[index],
-                np.concatenate((self._at_or_below.values(), at_or_below))[index],
-            )
+            # The first reaches back into the window: from its first value on.
+            start = old + first_end - m
+            sources = (self.window.joined(values, start), self._below.joined(below, start), self._at_or_below.joined(at_or_below, start))
+            offset = 0
+        if len(due) == 1:
+            rows = tuple(source[None, offset : offset + m] for source in sources)
+        else:
+            index = offset + np.arange(0, len(due) * every, every)[:, None] + np.arange(m)
+            rows = tuple(source[index] for source in sources)
         first_row = evaluations.add(self.reference, *rows)
         long_blocks = self.long_blocks
         block_sums = self.block_sums.values().tolist() + sums.tolist()
@@ -401,7 +401,7 @@ class NumericStream(_Stream):
             first = max(0, last - long_blocks)
             events = (last - first) * every
             long = (math.fsum(block_sums[first:last]) / events, math.fsum(block_squares[first:last]) / events, events)
-            self._steps.append((p, _EVALUATION, (first_row + row, long, window_info(p))))
+            self._steps.append((p, _EVALUATION, (first_row + row, long, window_info)))
 
     def resolve(self, evaluations: NumericEvaluations, scores: bool = False) -> list[Detection]:
         """Verdicts on what :meth:`advance` filed, in the order of the values; clears them.
@@ -434,7 +434,7 @@ class NumericStream(_Stream):
         """Values the stream had seen once it took the batch's ``p``-th (after the reference), counting the reference."""
         return self.reference_size + self.seen - self._advanced + p + 1
 
-    def _sequential(self, p: int, details: tuple[float, str | None, np.ndarray, _WindowInfo]) -> list[Detection]:
+    def _sequential(self, p: int, details: tuple[float, str | None, np.ndarray, Callable[[int], _WindowInfo]]) -> list[Detection]:
         assert self.reference is not None
         statistic, direction, current, window = details
         threshold = self.cusum.h
@@ -451,7 +451,7 @@ class NumericStream(_Stream):
                 tests=tests,
                 reference=self.reference.summary(),
                 current=summarize(current),
-                window=_window_payload(window),
+                window=_window_payload(window(p)),
             )
         )
 
@@ -473,7 +473,7 @@ class NumericStream(_Stream):
         return mean_test, variance_test, abs(z) >= z_critical, not lower < ratio < upper
 
     def _evaluate(
-        self, p: int, details: tuple[int, tuple[float, float, int], _WindowInfo], results: WindowStatistics
+        self, p: int, details: tuple[int, tuple[float, float, int], Callable[[int], _WindowInfo]], results: WindowStatistics
     ) -> list[Detection]:
         th = self.settings.thresholds
         cal = self.calibration
@@ -520,7 +520,7 @@ class NumericStream(_Stream):
                 tests=tests,
                 reference=ref.summary(),
                 current=summarize(results.windows[row]),
-                window=_window_payload(window),
+                window=_window_payload(window(p)),
             )
         )
 

@@ -223,17 +223,19 @@ def update_many(detectors: list[TwoSidedCusum], z: np.ndarray, counts: np.ndarra
     shift = np.arange(size, dtype=np.int64) * span
     floor = np.minimum.accumulate(cumulative - shift[segment], axis=1)
     floor += shift[segment]
-    start = np.array([[0 if d._drift_detected else d._upper_units for d in detectors],
-                      [0 if d._drift_detected else d._lower_units for d in detectors]], dtype=np.int64)
+    start = np.array(
+        [(0, 0) if d._drift_detected else (d._upper_units, d._lower_units) for d in detectors], dtype=np.int64
+    ).T
     np.minimum(floor, -start[:, segment], out=floor)
     paths = cumulative - floor
     peaks = np.maximum.reduceat(paths.max(axis=0), starts)
     alarmed = peaks > h_units
-    last = ends - 1
-    for i in np.flatnonzero(~alarmed).tolist():
+    quiet = np.flatnonzero(~alarmed)
+    ends_of_quiet = paths[:, ends[quiet] - 1].tolist()
+    for i, upper, lower in zip(quiet.tolist(), *ends_of_quiet):
         detector = detectors[i]
-        detector._upper_units = int(paths[0, last[i]])
-        detector._lower_units = int(paths[1, last[i]])
+        detector._upper_units = upper
+        detector._lower_units = lower
         detector._drift_detected = False
         detector._direction = None
     return alarmed

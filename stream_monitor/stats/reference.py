@@ -233,8 +233,10 @@ class NumericReference:
             below[order] = np.searchsorted(self._sorted, ordered, side="left")
             at_or_below[order] = np.searchsorted(self._sorted, ordered, side="right")
             return below, at_or_below
-        below = np.searchsorted(self._sorted, x, side="left").astype(self._rank_dtype)
-        at_or_below = np.searchsorted(self._sorted, x, side="right").astype(self._rank_dtype)
+        # The methods, not np.searchsorted: a segment stream's batch is a few
+        # dozen values, for which the function wrapper's overhead shows.
+        below = self._sorted.searchsorted(x, side="left").astype(self._rank_dtype)
+        at_or_below = self._sorted.searchsorted(x, side="right").astype(self._rank_dtype)
         return below, at_or_below
 
     def scores_from_ranks(self, below: np.ndarray, at_or_below: np.ndarray) -> np.ndarray:

@@ -95,6 +95,26 @@ class RingBuffer:
             return self._buffer[: self._size].copy()
         return np.concatenate((self._buffer[self._head :], self._buffer[: self._head]))
 
+    def joined(self, values: np.ndarray, start: int = 0) -> np.ndarray:
+        """The window followed by ``values``, from position ``start`` on: one new array.
+
+        What ``np.concatenate((self.values(), values))[start:]`` gives, without
+        the intermediate copies (an evaluation that reaches back into the
+        window needs it for every one of a stream's arrays).
+        """
+        size, capacity = self._size, self._buffer.size
+        start = min(max(start, 0), size + len(values))
+        out = np.empty(size + len(values) - start, dtype=self._buffer.dtype)
+        oldest = self._head if size == capacity else 0
+        kept = size - min(start, size)  # window values in the output
+        if kept:
+            first = (oldest + size - kept) % capacity
+            run = min(kept, capacity - first)
+            out[:run] = self._buffer[first : first + run]
+            out[run:kept] = self._buffer[: kept - run]
+        out[kept:] = values[max(start - size, 0) :]
+        return out
+
     def last(self, count: int) -> np.ndarray:
         """The newest ``count`` values (at most ``len()``), oldest first: a copy of just those."""
         count = min(count, self._size)

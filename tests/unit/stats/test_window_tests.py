@@ -125,3 +125,37 @@ def test_ks_from_sorted_ranks_is_exactly_scipys_with_values_on_and_beyond_the_re
             assert ours[row] == stats.ks_2samp(reference.sorted_values, window).statistic
             if counts is not None:
                 np.testing.assert_array_equal(counts[row], sorted_bin_counts(np.sort(window), reference.edges))
+
+
+def test_ks_reads_shared_tables_as_it_reads_per_row_tables():
+    references, windows = _windows("ties", 1000, 500, rows=6, seed=5)
+    below, at_or_below = _ranks(references, windows)
+    below, at_or_below = np.sort(below, axis=1), np.sort(at_or_below, axis=1)
+    pairs = [_run_tables(r, 1000) for r in references]
+    per_row = ks_from_sorted_ranks(below, at_or_below, 1000, np.stack([e for e, _ in pairs]), np.stack([s for _, s in pairs]))
+    # Rows 0..5 read tables stored in another order, some twice.
+    order = [3, 0, 5, 1, 4, 2]
+    shared_end, shared_start = np.stack([pairs[i][0] for i in order]), np.stack([pairs[i][1] for i in order])
+    table_of_row = np.array([order.index(r) for r in range(6)])
+    np.testing.assert_array_equal(ks_from_sorted_ranks(below, at_or_below, 1000, shared_end, shared_start, table_of_row), per_row)
+    assert per_row.tolist() == [stats.ks_2samp(r.sorted_values, w).statistic for r, w in zip(references, windows)]
+
+
+def test_run_table_cache_gives_each_reference_its_own_tables_through_growth_and_eviction():
+    from stream_monitor.core.evaluations import _RunTableCache
+
+    references, _ = _windows("ties", 200, 50, rows=150, seed=8)
+    cache = _RunTableCache(capacity=100)
+    for calls in ([references[:70]], [references[60:130]], [references[:20], references[140:]], [references[::3][:100]]):
+        for picked in calls:
+            end_at, start_before, slots = cache.tables(picked, 200)
+            assert len(set(slots.tolist())) == len(picked)
+            for reference, slot in zip(picked, slots.tolist()):
+                expected_end, expected_start = _run_tables(reference, 200)
+                np.testing.assert_array_equal(end_at[slot], expected_end)
+                np.testing.assert_array_equal(start_before[slot], expected_start)
+    assert cache._by_size[200].end_at.shape[0] == 100
+    # More references than capacity in one call: tables for that call only.
+    end_at, _, slots = cache.tables(references[:120], 200)
+    assert end_at.shape[0] == 120 and slots.tolist() == list(range(120))
+    np.testing.assert_array_equal(end_at[7], _run_tables(references[7], 200)[0])

@@ -77,3 +77,16 @@ def test_last_values_are_the_tail_of_the_window_however_it_wrapped():
         for count in range(0, 9):
             held = min(count, 7, len(seen))
             assert window.last(count).tolist() == (seen[len(seen) - held :] if held else [])
+
+
+def test_joined_is_the_window_then_the_values_from_any_start_however_it_wrapped():
+    rng = np.random.default_rng(9)
+    window = RingBuffer(7, np.uint16)
+    for _ in range(60):
+        values = rng.integers(0, 1000, size=int(rng.integers(0, 6))).astype(np.uint16)
+        expected = np.concatenate((window.values(), values))
+        for start in range(-2, expected.size + 3):
+            joined = window.joined(values, start)
+            assert joined.dtype == np.uint16
+            assert joined.tolist() == expected[max(start, 0) :].tolist()
+        window.extend(rng.integers(0, 1000, size=int(rng.integers(0, 10))).astype(np.uint16))
