@@ -136,9 +136,8 @@ def windows_at_evaluation(
             else:
                 # All rows in one search: (stream, value) as a complex number
                 # orders by stream, then value, and the rows come in stream order.
-                keys = windows + 1j * 0
-                keys.real, keys.imag = np.repeat(owners, WINDOW).reshape(windows.shape), windows
-                tables[f].searchsorted(keys.ravel(), side="right")
+                keys = np.repeat(owners, WINDOW) + 1j * windows.ravel()
+                tables[f].searchsorted(keys, side="right")
 
 
 def _best(run: Callable[[], None]) -> float:

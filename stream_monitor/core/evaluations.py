@@ -172,8 +172,8 @@ class _RunTableCache:
 
     Most numeric features repeat values (rounded floats, counts, flags), so
     most references have ties, and every evaluation of their windows needs
-    both tables. Worked out at each evaluation they cost more than the KS
-    statistic itself; kept in every reference they would cost 8 KB a stream
+    both tables. Worked out at each evaluation they cost about as much as
+    the KS statistic itself; kept in every reference they would cost 8 KB a stream
     for as long as it lives. So the tables of the references evaluated
     lately are kept here, one row per reference in one array per reference
     size, and the KS of a batch reads them in place; memory is bounded by

@@ -59,11 +59,10 @@ def ks_from_sorted_ranks(
       smallest at a_j m - (j + 1) n for a_j < n.
 
     Without ties E(b) = b + 1 and S(a) = a - 1; with ties, ``run_end_at`` and
-    ``run_start_before`` give them per row, as tables indexed by rank (rows,
-    n + 1). With ``table_of_row``, the tables are instead one per distinct
-    reference (tables, n + 1) and row r reads table ``table_of_row[r]``: a
-    model's windows share a few hundred references, so the tables need not
-    be copied out per row. Candidates outside the reference (a value below
+    ``run_start_before`` give them as tables indexed by rank (tables, n + 1),
+    row r reading table ``table_of_row[r]`` (default: table r): a model's
+    windows share a few hundred references, so the tables need not be
+    copied out per row. Candidates outside the reference (a value below
     or above all of it) are never positive, and the statistic is at least
     0, so they change nothing.
     """
@@ -72,15 +71,12 @@ def ks_from_sorted_ranks(
         return np.empty(0)
     step = np.arange(m, dtype=np.int64) * n
     widest = np.zeros(rows, dtype=np.int64)
-    table_start = None if table_of_row is None else (np.asarray(table_of_row, dtype=np.int64) * (n + 1))[:, None]
+    if table_of_row is None:
+        table_of_row = np.arange(rows)
+    table_start = (np.asarray(table_of_row, dtype=np.int64) * (n + 1))[:, None]
     for ranks, lookup, shift in ((below_sorted, run_end_at, 1), (at_or_below_sorted, run_start_before, -1)):
         ranks = ranks.astype(np.int64)
-        if lookup is None:
-            moved = ranks + shift
-        elif table_start is None:
-            moved = np.take_along_axis(lookup, ranks, axis=1)
-        else:
-            moved = np.take(lookup, ranks + table_start).astype(np.int64, copy=False)
+        moved = ranks + shift if lookup is None else np.take(lookup, ranks + table_start).astype(np.int64, copy=False)
         # F: its maximum at b_j m - j n, its minimum at E(b_j) m - (j + 1) n;
         # G: its maximum at S(a_j) m - j n, its minimum at a_j m - (j + 1) n.
         high = (ranks if shift == 1 else moved) * m - step
