@@ -352,20 +352,48 @@ class ModelMonitor:
                 values = batch.numeric[:, numeric_index[name]]
                 yield signal, values, ~np.isnan(values)
                 continue
-            book = self._codebook(name)
-            codes = np.full(len(batch), -1, dtype=np.int32)
-            if name in categorical_index:
-                column = batch.categorical[:, categorical_index[name]]
-                used = np.unique(column[column >= 0])
-                lookup = np.full(len(batch.strings) + 1, -1, dtype=np.int32)
-                lookup[used] = book.encode([batch.strings[c] for c in used])
-                codes = lookup[column]
-            if name in numeric_index:
-                numbers = batch.numeric[:, numeric_index[name]]
-                rows = np.flatnonzero(~np.isnan(numbers))
-                if len(rows):
-                    codes[rows] = book.encode([f"{v:g}" for v in numbers[rows]])
-            yield signal, codes, codes >= 0
+            yield signal, *self._category_codes(name, batch, categorical_index.get(name), numeric_index.get(name))
+
+    def _category_codes(
+        self, name: str, batch: ModelBatch, categorical_column: int | None, numeric_column: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A categorical signal's codes per row (-1 where missing), and where it is present.
+
+        Names new to the codebook get their codes in the order of their first
+        row. The batch's string table is in no such order (a resequenced batch
+        is joined from several, each with its own table), and the codes, and
+        which names the codebook's cap sends to ``__other__``, must not depend
+        on how the rows were cut into batches.
+        """
+        firsts: dict[str, int] = {}  # name -> its first row
+        strings_at: tuple[np.ndarray, np.ndarray] | None = None
+        if categorical_column is not None:
+            column = batch.categorical[:, categorical_column]
+            rows = np.flatnonzero(column >= 0)
+            used, first = np.unique(column[rows], return_index=True)
+            firsts.update(zip([batch.strings[c] for c in used.tolist()], rows[first].tolist()))
+            strings_at = (column, used)
+        numbers_at: tuple[np.ndarray, list[str]] | None = None
+        if numeric_column is not None:
+            numbers = batch.numeric[:, numeric_column]
+            rows = np.flatnonzero(~np.isnan(numbers))
+            texts = [f"{v:g}" for v in numbers[rows].tolist()]
+            for row, text in zip(rows.tolist(), texts):
+                if firsts.get(text, row) >= row:
+                    firsts[text] = row
+            numbers_at = (rows, texts)
+        names = sorted(firsts, key=firsts.__getitem__)
+        code_of = dict(zip(names, self._codebook(name).encode(names).tolist()))
+        codes = np.full(len(batch), -1, dtype=np.int32)
+        if strings_at is not None:
+            column, used = strings_at
+            lookup = np.full(len(batch.strings) + 1, -1, dtype=np.int32)  # code -1 maps through the last entry
+            lookup[used] = [code_of[batch.strings[c]] for c in used.tolist()]
+            codes = lookup[column]
+        if numbers_at is not None and len(numbers_at[0]):
+            rows, texts = numbers_at
+            codes[rows] = [code_of[text] for text in texts]
+        return codes, codes >= 0
 
     # -- alerts -----------------------------------------------------------------
 

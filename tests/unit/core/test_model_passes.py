@@ -39,3 +39,24 @@ def test_a_batch_longer_than_a_pass_gives_the_state_and_alerts_of_short_batches(
     monkeypatch.setattr(model_module, "MAX_ROWS_PER_PASS", 2_500)
     long = _run(24_000, messages)
     assert long == short
+
+
+def test_category_codes_follow_first_rows_not_the_string_table_of_a_joined_batch():
+    """A resequenced batch is joined from several, each with its own string table: codes must
+    still go to names by first row, so they (and which names the cap sends to __other__) do
+    not depend on how rows were cut into batches."""
+    from stream_monitor.core.columns import ModelBatch
+    from stream_monitor.core.settings import DetectionSettings
+
+    colours = ["red", "green", "blue", "cyan", "plum"]
+    events = [{"event_id": str(i), "model": "m", "timestamp": float(i), "features": {"colour": colours[i % 5]}} for i in range(50)]
+    messages = [RawMessage(orjson.dumps(e), topic="t", partition=0, offset=i) for i, e in enumerate(events)]
+    early, late = ingest(messages[:23], None).batches[0], ingest(messages[23:], None).batches[0]
+    joined = ModelBatch.concat([late, early]).take(list(range(27, 50)) + list(range(27)))  # rows back in order
+    assert joined.event_ids == [e["event_id"] for e in events]
+    assert joined.strings[:2] == ["cyan", "plum"]  # the late part's table came first
+
+    engine = MonitorEngine(MonitorSpec(defaults=DetectionSettings(max_categories=3)))
+    monitor = engine.new_monitor("m")
+    monitor.observe(joined, 0.0)
+    assert monitor.codebooks["colour"].names == ["red", "green", "blue"]  # cyan and plum share __other__
