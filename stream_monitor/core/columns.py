@@ -58,6 +58,10 @@ class ModelBatch:
     #: Highest offset ingest has processed per (topic, partition) when it cut
     #: this batch, whether or not the events there belonged to this model.
     progress: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: Partitions of each source topic, as ingest last read them from the
+    #: cluster's metadata (empty when unknown): the resequencer waits for every
+    #: partition of a topic, not only those it has heard from.
+    source_partitions: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -82,6 +86,7 @@ class ModelBatch:
             segment_keys=self.segment_keys,
             segments=self.segments[rows],
             progress=self.progress,
+            source_partitions=self.source_partitions,
         )
 
     @classmethod
@@ -120,6 +125,10 @@ class ModelBatch:
         for b in batches:
             for key, offset in b.progress.items():
                 progress[key] = max(progress.get(key, -1), offset)
+        source_partitions: dict[str, int] = {}
+        for b in batches:
+            for topic, count in b.source_partitions.items():
+                source_partitions[topic] = max(source_partitions.get(topic, 0), count)
         joined = {name: np.concatenate(arrays) for name, arrays in parts.items()}
         return cls(
             model=batches[0].model,
@@ -139,6 +148,7 @@ class ModelBatch:
             segment_keys=segment_keys,
             segments=joined["segments"],
             progress=progress,
+            source_partitions=source_partitions,
         )
 
     def row_json(self, row: int) -> bytes:
@@ -193,6 +203,7 @@ class ModelBatch:
                 "strings": self.strings,
                 "segment_keys": self.segment_keys,
                 "progress": [[t, p, o] for (t, p), o in self.progress.items()],
+                "source_partitions": self.source_partitions,
                 "arrays": layout,
             }
         )
@@ -228,6 +239,8 @@ class ModelBatch:
             segment_keys=header["segment_keys"],
             segments=arrays["segments"],
             progress={(t, p): o for t, p, o in header["progress"]},
+            # Records written before partition counts travelled have none.
+            source_partitions=header.get("source_partitions", {}),
         )
 
 

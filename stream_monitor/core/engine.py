@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -79,7 +79,9 @@ class IngestResult:
     consumed_by_topic: Counter
 
 
-def ingest(messages: Sequence[RawMessage], spec: SpecLike | None = None) -> IngestResult:
+def ingest(
+    messages: Sequence[RawMessage], spec: SpecLike | None = None, source_partitions: Mapping[str, int] | None = None
+) -> IngestResult:
     """Decode, validate and gather: one columnar batch per model, plus the rejects.
 
     Stateless on purpose: any worker can ingest any partition, and a replay
@@ -87,6 +89,10 @@ def ingest(messages: Sequence[RawMessage], spec: SpecLike | None = None) -> Inge
     Features the spec declares numeric are checked here, where the original
     message is still at hand for the dead-letter topic; types inferred from
     traffic can only be checked by the model's evaluator.
+
+    ``source_partitions`` (partitions per events topic, from the cluster's
+    metadata) travels with each batch to its resequencer, which then waits for
+    the partitions it has not heard from as well.
 
     Events are decoded by shape groups (:mod:`stream_monitor.core.bulk`); the
     result is exactly :func:`ingest_per_event`'s, only faster.
@@ -104,17 +110,27 @@ def ingest(messages: Sequence[RawMessage], spec: SpecLike | None = None) -> Inge
             by_model.setdefault(model, []).append(events_part(indexed))
         first_row = {model: min(p.rows[0] for p in parts) for model, parts in by_model.items()}
         batches = [assemble(model, by_model[model], progress) for model in sorted(by_model, key=first_row.__getitem__)]
-    return IngestResult(batches, rejections, consumed)
+    return IngestResult(_with_partitions(batches, source_partitions), rejections, consumed)
 
 
-def ingest_per_event(messages: Sequence[RawMessage], spec: SpecLike | None = None) -> IngestResult:
+def ingest_per_event(
+    messages: Sequence[RawMessage], spec: SpecLike | None = None, source_partitions: Mapping[str, int] | None = None
+) -> IngestResult:
     """:func:`ingest` one event at a time: the reference the shape-group path must match, byte for byte."""
     consumed, progress = _consumed(messages)
     decoded = decode_batch(messages)
     events, rejections = decoded.events, list(decoded.rejections)
     if spec is not None:
         events = _check_declared_types(events, spec, rejections)
-    return IngestResult(build_model_batches(events, progress), rejections, consumed)
+    return IngestResult(_with_partitions(build_model_batches(events, progress), source_partitions), rejections, consumed)
+
+
+def _with_partitions(batches: list[ModelBatch], source_partitions: Mapping[str, int] | None) -> list[ModelBatch]:
+    """Each batch told how many partitions its rows' topics have."""
+    if source_partitions:
+        for batch in batches:
+            batch.source_partitions = {t: source_partitions[t] for t in batch.topics if t in source_partitions}
+    return batches
 
 
 def _consumed(messages: Sequence[RawMessage]) -> tuple[Counter, dict[tuple[str, int], int]]:

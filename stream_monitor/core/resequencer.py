@@ -9,8 +9,14 @@ and verdicts that depend on how many workers there were.
 
 So rows wait here and leave in (event time, partition, offset) order once
 every active source partition has passed them (the *watermark*: the least of
-the sources' latest event times). A source that sends nothing for
-``idle_seconds`` of wall time stops holding the others back; rows that then
+the sources' latest event times). The sources are every partition of the
+rows' topics, heard from or not (ingest reads how many there are from the
+cluster's metadata): at start-up with a backlog the first batches come from
+one partition, and counting only the partitions heard from would release
+that one's whole backlog, drift and all, before the others' first rows.
+
+A source that sends nothing for ``idle_seconds`` of wall time (a partition
+never heard from included) stops holding the others back; rows that then
 arrive behind the watermark are released at once (late, out of order, but
 never dropped). With all sources flowing, the released sequence is the same
 for one worker or many, and a replay after a crash releases the same rows in
@@ -44,6 +50,7 @@ class Resequencer:
 
     def add(self, batch: ModelBatch, wall_time: float) -> ModelBatch | None:
         """Buffer a batch; return the rows now in order and ready, if any."""
+        self._note_partitions(batch.source_partitions, wall_time)
         if len(batch):
             self._note_sources(batch, wall_time)
             self._buffer.append(batch)
@@ -71,6 +78,13 @@ class Resequencer:
         self._buffer = [kept] if len(kept) else []
         self._buffered = len(kept)
         return released
+
+    def _note_partitions(self, source_partitions: dict[str, int], wall_time: float) -> None:
+        """Every partition of the rows' topics is a source; one not heard from has passed no time yet."""
+        for topic, count in source_partitions.items():
+            for partition in range(count):
+                if (topic, partition) not in self.sources:
+                    self.sources[(topic, partition)] = [-np.inf, wall_time]
 
     def _note_sources(self, batch: ModelBatch, wall_time: float) -> None:
         sources = batch.topic_index.astype(np.int64) * (1 << 32) + batch.partition

@@ -182,6 +182,9 @@ class Worker:
         self._paused: set[int] = set()
         self.changelog: Changelog | None = None
         self._consumer: Consumer | None = None
+        #: Partitions of each events topic, from the cluster's metadata: every
+        #: model batch carries them to its resequencer (see core.resequencer).
+        self.partition_counts: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -346,7 +349,7 @@ class Worker:
         records: list[OutRecord] = []
         result = BatchResult()
         if inputs:
-            ingested = ingest(inputs, self.engine.spec)
+            ingested = ingest(inputs, self.engine.spec, self.partition_counts)
             result.consumed_by_topic.update(ingested.consumed_by_topic)
             shards = s.shards
             for batch in ingested.batches:
@@ -565,6 +568,8 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._broker_down = False
+        # A topic that gains partitions is rebalanced, so counts read here stay current.
+        self._read_partition_counts(consumer, {tp.topic for tp in partitions if tp.topic != self.settings.internal_topic})
         assignment = []
         for tp in partitions:
             if tp.topic == self.settings.internal_topic:
@@ -583,6 +588,26 @@ class Worker:
         self._processing = True
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in partitions))
         self._update_ready()
+
+    def _read_partition_counts(self, consumer: Consumer, topics: set[str]) -> None:
+        for topic in sorted(topics):
+            try:
+                described = consumer.list_topics(topic, timeout=PROBE_TIMEOUT_SECONDS).topics.get(topic)
+            except KafkaException as exc:
+                described, reason = None, str(exc)
+            else:
+                reason = str(described.error) if described is not None and described.error is not None else "no metadata"
+            if described is not None and described.error is None and described.partitions:
+                self.partition_counts[topic] = len(described.partitions)
+            elif topic not in self.partition_counts:
+                log.warning(
+                    "could not read how many partitions %s has (%s): its events are put in event-time order across "
+                    "the partitions seen so far, and at start-up one partition's backlog may be evaluated before "
+                    "the others'. Check that the topic exists and the cluster answers; the count is read again at "
+                    "the next rebalance",
+                    topic,
+                    reason,
+                )
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         internal = [tp.partition for tp in partitions if tp.topic == self.settings.internal_topic]
