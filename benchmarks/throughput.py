@@ -21,29 +21,54 @@ and in every segment value: 2,678 streams. What is measured:
      of every data feature (a segment value gets ~1/62 of the traffic, so
      ~62,500 events fill its 1,000-value references); the steady-state pass
      that follows is the number.
+(b4) (b) as the (d) workers evaluate: every model batch cut by
+     ``split_batch`` into ``E2E_SHARDS`` shard batches (signals divided,
+     every row in each), each evaluated by its own monitor; same warm-up and
+     slice. The engine figure a (d) worker can be held to (``--skip shards``
+     leaves it out).
 (c)  a naive per-event loop: ``orjson.loads``, then for every numeric feature
      and every stream the event belongs to (the aggregate and one per
      segment key: 60 streams), ``river.drift.ADWIN().update(x)`` and
      ``river.drift.PageHinkley().update(x)``: 120 update calls per event;
      detectors created lazily; timed on a subset after a short warm-up.
-(d)  end to end through a real broker: the first ``warmup + measured + pad``
-     events are produced to a 4-partition topic first; then ``stream-monitor
-     run`` is started (one process, then two processes in one consumer group,
-     each time a fresh group reading from the beginning), and the benchmark
-     polls each worker's ``/healthz`` and ``/metrics`` every 0.25 s. Progress is
+(d)  end to end through a real broker: ``stream-monitor run`` as one process,
+     then as two processes in one consumer group, each time with a fresh group
+     and a fresh 4-partition input topic. The first ``warmup + e2e_lead``
+     events are in the topic before the workers start; a feeder thread
+     produces the rest (up to ``warmup + measured + e2e_lead + pad``) in chunks
+     of 5,000, never more than ``e2e_lead`` ahead of the events applied. Given the whole
+     backlog at once, a worker ingests all of it first (ingest is several
+     times cheaper than evaluation and nothing holds it back) and then only
+     evaluates, so a window measured then would leave ingest out; fed this
+     way, ingest and evaluation move at the same pace, as for a worker that
+     keeps up with its traffic, and as in (b). The benchmark polls each
+     worker's ``/healthz`` and ``/metrics`` every 0.25 s. Progress is
      the gauge ``stream_monitor_shard_events`` (events applied to the state of
      one evaluation shard of the model; every shard applies every event, each
      to its own signals): the least over the model's shards, each read from
      the worker that reports it (the highest, while a moved shard is briefly
-     reported by two). The workers run with ``--evaluation-shards 4`` (the
-     service's default is 1), so two workers share the one model; with one
-     shard the measure is ``stream_monitor_model_events``.
-     The headline is the steady-state rate, events applied between the first
-     poll at or past ``warmup`` and the first poll at or past ``warmup +
-     measured`` divided by the time between those polls, the same regime as
-     (b). Also shown: the rate from the first event applied (startup and group
-     join excluded) and the wall time from process start. The ``pad`` events
-     after the measured ones keep every source partition moving, so the
+     reported by two; a shard nobody reports yet counts 0). The workers run
+     with ``--evaluation-shards 4`` (the service's default is 1), so two
+     workers share the one model; with one shard the measure is
+     ``stream_monitor_model_events``.
+     Progress moves in steps (the resequencer releases rows once every source
+     partition has passed them: several thousand events at a time here). A step is
+     timed half-way between the poll that first shows it and the one before
+     (each poll's time is the middle of its HTTP requests), so within half a
+     poll interval. The headline is the steady-state rate: events applied
+     between the first step at or past ``warmup`` and the first step at or past
+     ``warmup + measured``, divided by the time between those two steps; the
+     same regime, and the same events, as (b). The window holds several steps
+     and, at the usual rates, one or more checkpoints (every 10 s), so a run's
+     figure does not hang on where a step or a checkpoint happens to fall.
+     Alongside: the workers' CPU seconds in that window (``/proc/<pid>/stat``,
+     all threads), as events per worker CPU second, which other load on the
+     machine disturbs much less than the wall-clock rate, the broker's, and
+     the events the workers ingested meanwhile (about as many as applied).
+     Also shown: the rate from the first event applied (startup and group
+     join excluded) and the wall time from process start. The ``e2e_lead``
+     events after the measured ones keep ingest going to the end of the
+     window, and the ``pad`` ones every source partition moving, so the
      resequencer never waits the 10 s idle timeout for the measured tail.
 (e)  state: ``len(encode_state(monitor.to_state())) / len(monitor.streams)``
      of the (b) engine after its run; and, in a child process (so the RSS is
@@ -79,6 +104,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -132,15 +158,17 @@ class Plan:
     batch: int = 5000
     #: (b): events that fill the references, then the steady-state pass.
     warmup: int = 70_000
-    measured: int = 40_000
+    measured: int = 120_000
     #: (b) under cProfile, after the measured pass (only with --profile).
     profiled: int = 20_000
     #: (c): detectors warmed on this many events, then timed on the next ones.
     naive_warmup: int = 10_000
     naive: int = 10_000
-    #: (d): events produced after warmup + measured (see the module docstring).
+    #: (d): events produced after warmup + measured + e2e_lead (see the module docstring).
     pad: int = 5_000
     e2e_workers: tuple[int, ...] = (1, 2)
+    #: (d): events produced ahead of the events applied (see Feeder).
+    e2e_lead: int = 30_000
     e2e_timeout: float = 150.0
     #: (e): segment values per key of the RSS model, events fed to it, stream targets.
     rss_segment_values: int = 38
@@ -158,6 +186,7 @@ QUICK = Plan(
     naive_warmup=500,
     naive=1_000,
     pad=5_000,
+    e2e_lead=10_000,
     e2e_timeout=90.0,
     rss_segment_values=5,
     rss_events=8_000,
@@ -204,6 +233,32 @@ def ceiling_pass(batches: list[list[RawMessage]]) -> float:
     return time.perf_counter() - started
 
 
+# --------------------------------------------------------------------------- (b4) shards
+
+
+def sharded_engine_pass(spec: MonitorSpec, shards: int, warm: list[list[RawMessage]], measured: list[list[RawMessage]]) -> tuple[float, int]:
+    """(b) with the model's signals divided among ``shards`` monitors, as a worker with
+    ``--evaluation-shards`` evaluates them: seconds of the measured pass, and its alerts."""
+    from stream_monitor.core.shards import split_batch
+
+    engine = MonitorEngine(spec)
+
+    def process(batch: list[RawMessage]) -> int:
+        alerts = 0
+        for model_batch in ingest(batch, spec).batches:
+            segment_features = spec.model(model_batch.model).segment_keys
+            for shard, part in enumerate(split_batch(model_batch, shards, segment_features)):
+                alerts += len(engine.evaluate(part, shard=(shard, shards)).alerts)
+        return alerts + len(engine.flush(force=True).alerts)
+
+    for batch in warm:
+        process(batch)
+    gc.collect()
+    started = time.perf_counter()
+    alerts = sum(process(batch) for batch in measured)
+    return time.perf_counter() - started, alerts
+
+
 # --------------------------------------------------------------------------- (c) naive
 
 
@@ -230,6 +285,7 @@ def naive_loop(messages: list[RawMessage], detectors: dict) -> None:
 # --------------------------------------------------------------------------- (d) end to end
 
 _SHARD_EVENTS = re.compile(r'^stream_monitor_shard_events\{model="([^"]*)",shard="(\d+)"\} (\S+)$', re.M)
+_CONSUMED = re.compile(r'^stream_monitor_events_consumed_total\{topic="[^"]*"\} (\S+)$', re.M)
 
 
 def _worker_shards() -> int:
@@ -259,6 +315,53 @@ def _get(url: str) -> tuple[int, str] | None:
         return None
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process (its threads and reaped children included); NaN if unknown."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(v) for v in fields[11:15]) / _TICK  # utime, stime, cutime, cstime
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+@dataclass(frozen=True)
+class Step:
+    """The model's progress moving forward: ``applied`` events, reached at ``at`` seconds after the start.
+
+    Progress is polled: the step happened between the poll that first shows it
+    and the one before; ``at`` is the middle of the two reads (each read is the
+    middle of its HTTP request), so it is off by at most half a poll interval.
+    ``cpu`` is the workers' and ``broker_cpu`` the broker's CPU seconds since
+    the start, and ``ingested`` the messages the workers had ingested,
+    interpolated the same way.
+    """
+
+    at: float
+    applied: int
+    cpu: float
+    broker_cpu: float
+    ingested: float
+
+
+def progress_steps(samples: list[tuple[float, int, float, float, float]]) -> list[Step]:
+    """The steps of a series of polls ``(read time, applied, workers' CPU s, broker CPU s, ingested)``.
+
+    The first poll that shows a new value is a step; the value it shows was
+    reached between the previous read and this one.
+    """
+    steps = []
+    for previous, current in zip(samples, samples[1:]):
+        if current[1] > previous[1]:
+            at, _, cpu, broker_cpu, ingested = ((a + b) / 2 for a, b in zip(previous, current))
+            steps.append(Step(at=at, applied=current[1], cpu=cpu, broker_cpu=broker_cpu, ingested=ingested))
+    return steps
+
+
 @dataclass
 class E2EResult:
     workers: int
@@ -269,6 +372,16 @@ class E2EResult:
     startup_assigned: float = float("nan")  # process start -> first partition assignment logged
     steady_events: int = 0
     steady_seconds: float = float("nan")
+    #: CPU seconds of the workers (all of them) and of the broker during the steady window.
+    steady_cpu: float = float("nan")
+    steady_broker_cpu: float = float("nan")
+    #: Input messages the workers ingested during the steady window (ingest runs ahead of evaluation).
+    steady_ingested: float = float("nan")
+    #: CPU seconds of the benchmark's feeder thread over the whole run (it shares the machine).
+    feeder_cpu: float = float("nan")
+    #: Steps of progress in the steady window, and the poll interval actually achieved there.
+    steady_steps: int = 0
+    poll_interval: float = float("nan")
     after_first_events: int = 0
     after_first_seconds: float = float("nan")
     wall_seconds: float = float("nan")  # process start -> target reached
@@ -284,6 +397,11 @@ class E2EResult:
         return self.steady_events / self.steady_seconds if self.steady_seconds > 0 else float("nan")
 
     @property
+    def steady_cpu_rate(self) -> float:
+        """Events applied per CPU second of the workers, in the steady window."""
+        return self.steady_events / self.steady_cpu if self.steady_cpu > 0 else float("nan")
+
+    @property
     def after_first_rate(self) -> float:
         return self.after_first_events / self.after_first_seconds if self.after_first_seconds > 0 else float("nan")
 
@@ -292,10 +410,95 @@ class E2EResult:
         return self.target / self.wall_seconds if self.wall_seconds > 0 else float("nan")
 
 
-def run_e2e(bootstrap: str, topic: str, workers: int, warmup: int, target: int, timeout: float) -> E2EResult:
+class Feeder(threading.Thread):
+    """Produces the events to the input topic, never more than ``lead`` ahead of the events applied.
+
+    Ingest is several times cheaper than evaluation: given a backlog, a worker
+    ingests everything first and then only evaluates, and a window measured
+    then leaves ingest out. Kept at most ``lead`` events ahead, ingest and
+    evaluation move at the same pace, as they do for a worker that keeps up
+    with its traffic, and as in (b), where every event is ingested and
+    evaluated. One producer, configured as ``produce_raw``'s (idempotent,
+    lz4, ``linger.ms=10``); ``cpu`` is this thread's CPU time.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], lead: int, chunk: int) -> None:
+        from confluent_kafka import Producer
+
+        super().__init__(name="feeder", daemon=True)
+        self.topic, self.payloads = topic, payloads
+        self.lead, self.chunk = lead, chunk
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 10, "compression.type": "lz4"}
+        )
+        self._failed: list[str] = []
+        #: Events applied, as last polled (set by the polling loop).
+        self.applied = 0
+        self.produced = 0
+        self.cpu = 0.0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def produce_until(self, count: int) -> None:
+        """Produce events up to ``count`` (in chunks), each chunk acknowledged before the next."""
+        while self.produced < min(count, len(self.payloads)):
+            end = min(count, len(self.payloads), self.produced + self.chunk)
+            for key, value in self.payloads[self.produced : end]:
+                while True:
+                    try:
+                        self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
+                        break
+                    except BufferError:
+                        self._producer.poll(0.1)
+            while self._producer.flush(1.0) > 0:
+                pass
+            if self._failed:
+                raise RuntimeError(f"{len(self._failed)} events were not delivered to {self.topic}: {self._failed[0]}")
+            self.produced = end
+
+    def _on_delivery(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self._failed.append(str(error))
+
+    def run(self) -> None:
+        started = time.thread_time()
+        try:
+            while self.produced < len(self.payloads) and not self._halt.is_set():
+                if self.produced < self.applied + self.lead:
+                    self.produce_until(self.produced + self.chunk)
+                else:
+                    self._halt.wait(0.02)
+        except BaseException as exc:  # reported by the polling loop
+            self.error = exc
+        finally:
+            self.cpu = time.thread_time() - started
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=30)
+
+
+def run_e2e(
+    bootstrap: str,
+    payloads: list[tuple[bytes, bytes]],
+    workers: int,
+    warmup: int,
+    target: int,
+    timeout: float,
+    lead: int,
+    broker_pid: int | None = None,
+) -> E2EResult:
+    """One (d) run: a fresh input topic, ``warmup + lead`` events in it before the workers start, the rest fed paced."""
+    from stream_monitor.kafka.admin import ensure_topics
+
     helper = _load_worker_helper()
     tag = uuid.uuid4().hex[:8]
     group = f"bench-throughput-{workers}w-{tag}"
+    topic = f"bench-predictions-{tag}"
+    ensure_topics(bootstrap, {topic: PARTITIONS})
+    feeder = Feeder(bootstrap, topic, payloads, lead, chunk=5_000)
+    feeder.produce_until(warmup + lead)
     procs = [
         helper.WorkerProcess(
             bootstrap, [topic], f"bench-alerts-{tag}", f"bench-dead-letter-{tag}", group, extra_args=["--evaluation-shards", str(E2E_SHARDS)]
@@ -304,43 +507,58 @@ def run_e2e(bootstrap: str, topic: str, workers: int, warmup: int, target: int, 
     ]
     result = E2EResult(workers=workers, target=target, warmup=warmup, shards=_worker_shards())
     logs_before_stop: list[str] = []
-    samples: list[tuple[float, int, str]] = []  # (time since start, applied, owners)
+    samples: list[tuple[float, int, float, float, float]] = []  # (read time since start, applied, workers' CPU s, broker CPU s, ingested)
     healthy_at: dict[int, float] = {}
     started_wall = time.time()
     started = time.monotonic()
+    broker_cpu0 = _cpu_seconds(broker_pid)
     for proc in procs:
         proc.start()
+    feeder.start()
     try:
         deadline = started + timeout
         while time.monotonic() < deadline:
             for proc in procs:
                 proc.assert_running()
+            if feeder.error is not None:
+                raise RuntimeError(f"producing the events failed: {feeder.error}")
             now = time.monotonic() - started
             shard_best: dict[int, tuple[int, int]] = {}  # shard -> (events, worker)
+            ingested = 0.0
+            read_times = []
             for index, proc in enumerate(procs):
                 if index not in healthy_at:
                     if _get(f"http://127.0.0.1:{proc.port}/healthz") is not None:
                         healthy_at[index] = time.monotonic() - started
                     continue
+                before = time.monotonic()
                 answer = _get(f"http://127.0.0.1:{proc.port}/metrics")
+                read_times.append((before + time.monotonic()) / 2 - started)
                 if answer is None:
                     continue
+                ingested += sum(float(v) for v in _CONSUMED.findall(answer[1]))
                 for model, shard, value in _SHARD_EVENTS.findall(answer[1]):
                     if model == MODEL and int(float(value)) > shard_best.get(int(shard), (-1, -1))[0]:
                         shard_best[int(shard)] = (int(float(value)), index)
-            if len(shard_best) == result.shards:  # every shard reported: the model is as far as the slowest
-                best = min(events for events, _ in shard_best.values())
-                owner = "".join(str(shard_best[k][1]) for k in range(result.shards))
-                samples.append((now, best, owner))
-                if not result.owners or result.owners[-1] != owner:
-                    result.owners.append(owner)
+            if read_times:
+                # The model is as far as its slowest shard; a shard no worker reports yet has applied nothing.
+                best = min(shard_best.get(k, (0, -1))[0] for k in range(result.shards))
+                cpu = sum(_cpu_seconds(proc.process.pid) for proc in procs if proc.process is not None)
+                samples.append((sum(read_times) / len(read_times), best, cpu, _cpu_seconds(broker_pid) - broker_cpu0, ingested))
+                feeder.applied = best
+                if len(shard_best) == result.shards:
+                    owner = "".join(str(shard_best[k][1]) for k in range(result.shards))
+                    if not result.owners or result.owners[-1] != owner:
+                        result.owners.append(owner)
                 if best >= target:
                     break
             logs_before_stop = [proc.log_text() for proc in procs]
-            time.sleep(POLL_SECONDS)
+            time.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - started - now)))
         else:
             result.timed_out = True
     finally:
+        feeder.stop()
+        result.feeder_cpu = feeder.cpu
         for proc in procs:
             if proc.process is not None and proc.process.poll() is None:
                 proc.process.send_signal(signal.SIGTERM)
@@ -354,22 +572,28 @@ def run_e2e(bootstrap: str, topic: str, workers: int, warmup: int, target: int, 
             proc.log_path.unlink(missing_ok=True)
     if len(healthy_at) == workers:
         result.startup_healthz = max(healthy_at.values())
-    applied = [s for s in samples if s[1] > 0]
-    if not applied:
+    steps = progress_steps(samples)
+    if not steps:
         result.note = "no event was applied; worker log tail:\n" + logs[0][-2000:]
         return result
-    first = applied[0]
-    last = applied[-1]
-    result.reached = last[1]
-    result.startup_first_event = first[0]
-    result.after_first_events = last[1] - first[1]
-    result.after_first_seconds = last[0] - first[0]
+    first, last = steps[0], steps[-1]
+    result.reached = last.applied
+    result.startup_first_event = first.at
+    result.after_first_events = last.applied - first.applied
+    result.after_first_seconds = last.at - first.at
     if not result.timed_out:
-        result.wall_seconds = last[0]
-    at_warmup = next((s for s in applied if s[1] >= warmup), None)
-    if at_warmup is not None and last[1] > at_warmup[1]:
-        result.steady_events = last[1] - at_warmup[1]
-        result.steady_seconds = last[0] - at_warmup[0]
+        result.wall_seconds = last.at
+    at_warmup = next((s for s in steps if s.applied >= warmup), None)
+    if at_warmup is not None and last.applied > at_warmup.applied:
+        result.steady_events = last.applied - at_warmup.applied
+        result.steady_seconds = last.at - at_warmup.at
+        result.steady_cpu = last.cpu - at_warmup.cpu
+        result.steady_broker_cpu = last.broker_cpu - at_warmup.broker_cpu
+        result.steady_ingested = last.ingested - at_warmup.ingested
+        result.steady_steps = sum(1 for s in steps if at_warmup.at < s.at <= last.at)
+        window = [s for s in samples if at_warmup.at <= s[0] <= last.at]
+        if len(window) > 1:
+            result.poll_interval = (window[-1][0] - window[0][0]) / (len(window) - 1)
     assigned_at = [_log_time(line) for text in logs_before_stop for line in text.splitlines() if " assigned [" in line]
     if assigned_at:
         result.startup_assigned = min(assigned_at) - started_wall
@@ -388,9 +612,6 @@ def _log_time(line: str) -> float:
 
 
 def e2e_section(plan: Plan, messages: list[RawMessage]) -> tuple[list[E2EResult], dict[str, Any]]:
-    from stream_monitor.kafka.admin import ensure_topics
-    from stream_monitor.simulation.producer import produce_raw
-
     info: dict[str, Any] = {}
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None
@@ -405,19 +626,16 @@ def e2e_section(plan: Plan, messages: list[RawMessage]) -> tuple[list[E2EResult]
         info["broker"] = "embedded Tansu broker started by the benchmark"
     results = []
     try:
-        topic = f"bench-predictions-{uuid.uuid4().hex[:8]}"
-        ensure_topics(bootstrap, {topic: PARTITIONS})
-        started = time.perf_counter()
-        produced = produce_raw(bootstrap, topic, [(m.key, m.value) for m in messages])
-        info["produce_seconds"] = time.perf_counter() - started
-        info["produced"] = produced
-        log(f"(d) produced {produced:,} events in {info['produce_seconds']:.1f} s")
+        payloads = [(m.key, m.value) for m in messages]
+        info["produced"] = len(payloads)
         target = plan.warmup + plan.measured
+        broker_pid = broker.pid if broker is not None else None
         for workers in plan.e2e_workers:
             log(f"(d) {workers} worker(s): until {target:,} events are applied to state")
-            result = run_e2e(bootstrap, topic, workers, plan.warmup, target, plan.e2e_timeout)
+            result = run_e2e(bootstrap, payloads, workers, plan.warmup, target, plan.e2e_timeout, plan.e2e_lead, broker_pid)
             log(
-                f"(d) {workers} worker(s): steady {result.steady_rate:,.0f} events/s, "
+                f"(d) {workers} worker(s): steady {result.steady_rate:,.0f} events/s "
+                f"({result.steady_cpu_rate:,.0f} per worker CPU second, {result.steady_steps} step(s)), "
                 f"first event applied after {result.startup_first_event:.1f} s{' (TIMED OUT)' if result.timed_out else ''}"
             )
             results.append(result)
@@ -597,7 +815,7 @@ def _fmt_rate(rate: float) -> str:
 def run(plan: Plan, profile: bool, skip: set[str]) -> Results:
     results = Results(plan, machine=machine_info())
     total = plan.warmup + plan.measured + (plan.profiled if profile else 0)
-    e2e_total = plan.warmup + plan.measured + plan.pad
+    e2e_total = plan.warmup + plan.measured + plan.e2e_lead + plan.pad
     n = max(total, e2e_total if "e2e" not in skip else 0)
     log(f"generating {n:,} events (seed {SEED})")
     started = time.perf_counter()
@@ -652,6 +870,14 @@ def run(plan: Plan, profile: bool, skip: set[str]) -> Results:
     results.rows.append(("(b0)", "core engine during the warm-up (references filling)", f"{plan.warmup:,}", f"{warm_seconds:.2f}", _fmt_rate(plan.warmup / warm_seconds), "first events of the model: streams created, references filled"))
     log(f"(b) steady {rate_b:,.0f} events/s")
 
+    # (b4) the engine as the (d) workers run it: every model batch cut into shard batches
+    shards = _worker_shards()
+    if shards > 1 and "shards" not in skip:
+        seconds, alerts = sharded_engine_pass(spec, shards, warm, measured)
+        results.rates["b_shards"] = plan.measured / seconds
+        results.rows.append((f"(b{shards})", f"core engine with {shards} evaluation shards, as the (d) workers run it: `ingest`, `split_batch`, `evaluate` of each shard batch", f"{plan.measured:,}", f"{seconds:.2f}", _fmt_rate(plan.measured / seconds), f"same warm-up and slice as (b); {alerts} alert(s) in the pass; every shard repeats the per-row work (resequencing, segments)"))
+        log(f"(b{shards}) steady {plan.measured / seconds:,.0f} events/s")
+
     if profile and profiled:
         profiler = cProfile.Profile()
         started = time.perf_counter()
@@ -702,7 +928,8 @@ def run(plan: Plan, profile: bool, skip: set[str]) -> Results:
             label = f"(d{r.workers})"
             what = f"end to end, {r.workers} worker process{'es in one group' if r.workers > 1 else ''}"
             flag = " TIMED OUT" if r.timed_out else ""
-            results.rows.append((label, f"{what}: steady state (events {r.warmup:,}..{r.target:,} applied)", f"{r.steady_events:,}", f"{r.steady_seconds:.2f}", _fmt_rate(r.steady_rate), f"same regime as (b){flag}"))
+            results.rates[f"d{r.workers}_cpu"] = r.steady_cpu_rate
+            results.rows.append((label, f"{what}: steady state (events {r.warmup:,}..{r.target:,} applied)", f"{r.steady_events:,}", f"{r.steady_seconds:.2f}", _fmt_rate(r.steady_rate), f"same regime as (b); {r.steady_steps} step(s) of progress; {_fmt_rate(r.steady_cpu_rate)} events per worker CPU second (workers {r.steady_cpu:.1f} CPU s, broker {r.steady_broker_cpu:.1f} CPU s); {r.steady_ingested:,.0f} events ingested meanwhile{flag}"))
             results.rows.append((label, f"{what}: from the first event applied", f"{r.after_first_events:,}", f"{r.after_first_seconds:.2f}", _fmt_rate(r.after_first_rate), f"startup: /healthz after {r.startup_healthz:.1f} s, first partition assignment logged after {r.startup_assigned:.1f} s, first event applied after {r.startup_first_event:.1f} s{flag}"))
             results.rows.append((label, f"{what}: wall time from process start", f"{r.target:,}", f"{r.wall_seconds:.2f}", _fmt_rate(r.wall_rate), "includes interpreter start, group join, references filling"))
     del messages, warm, measured, profiled
@@ -733,7 +960,8 @@ def ratios(results: Results) -> list[tuple[str, str, str, str]]:
         return None
 
     def add(name: str, value: float | None, target: str, ok: bool | None, fmt: str = "{:.3f}") -> None:
-        rows.append((name, "n/a" if value is None else fmt.format(value), target, verdict(ok if value is not None else None)))
+        judged = "no pass/fail" if ok is None and value is not None else verdict(ok if value is not None else None)
+        rows.append((name, "n/a" if value is None else fmt.format(value), target, judged))
 
     v = ratio("b", "a")
     add("(b)/(a) engine / ceiling", v, f">= {TARGET_B_OVER_A}", v is not None and v >= TARGET_B_OVER_A)
@@ -741,6 +969,10 @@ def ratios(results: Results) -> list[tuple[str, str, str, str]]:
     add("(d)/(a) one worker, steady / ceiling", v, f">= {TARGET_D_OVER_A}", v is not None and v >= TARGET_D_OVER_A)
     v = r.get("d1")
     add("(d) one worker, events/s (steady)", v if v == v else None, f">= {TARGET_D_RATE:,.0f}", v is not None and v >= TARGET_D_RATE, "{:,.0f}")
+    v = ratio("d1", "b")
+    add("(d)/(b) one worker, steady / engine", v, "as close to 1 as possible", None)
+    v = ratio("d1", "b_shards")
+    add(f"(d)/(b{_worker_shards()}) one worker, steady / engine with the workers' shards", v, "as close to 1 as possible", None)
     v = ratio("d2", "d1")
     add("2 workers / 1 worker (steady)", v, f">= {TARGET_SCALE}", v is not None and v >= TARGET_SCALE)
     v = ratio("b", "c")
@@ -821,14 +1053,18 @@ def report(results: Results, command: str) -> str:
     if results.e2e:
         info = results.e2e_info
         lines.append(
-            f"(d) detail: {info['broker']}; {info['produced']:,} events produced to a {PARTITIONS}-partition topic in "
-            f"{info['produce_seconds']:.1f} s before any worker started; worker defaults (batch size 5,000, 8 internal "
+            f"(d) detail: {info['broker']}; for each run a fresh {PARTITIONS}-partition topic, with the first "
+            f"{p.warmup + p.e2e_lead:,} events produced before the workers start and the rest of the {info['produced']:,} "
+            f"fed in chunks of 5,000, at most {p.e2e_lead:,} ahead of the events applied; worker defaults (batch size 5,000, 8 internal "
             f"partitions, checkpoint every 10 s) plus `--evaluation-shards {E2E_SHARDS}` and `session.timeout.ms=6000` (tests/helpers/worker.py); "
-            f"/metrics polled every {POLL_SECONDS} s. "
+            f"/metrics polled every {POLL_SECONDS} s (achieved in the steady windows: "
+            f"{', '.join('n/a' if r.poll_interval != r.poll_interval else f'{r.poll_interval:.3f} s' for r in results.e2e)}); the steady window runs from the first step of "
+            "progress at or past the warm-up to the first at or past the target, each timed half-way between the poll "
+            "that shows it and the one before. "
             + " ".join(
                 f"{r.workers} worker(s): {r.shards} evaluation shard(s) of the model, held by worker(s) "
                 f"{r.owners} (one digit per shard, in order of polls), "
-                f"{r.reached:,} events applied when stopped; {r.note}."
+                f"{r.reached:,} events applied when stopped; the feeder used {r.feeder_cpu:.1f} CPU s over the run; {r.note}."
                 for r in results.e2e
             )
         )
@@ -870,7 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also run (b) under cProfile and print the top 25 functions")
     parser.add_argument("--output", type=Path, help=f"markdown file to update (full run default: {DOC})")
     parser.add_argument("--no-write", action="store_true", help="print only, even on a full run")
-    parser.add_argument("--skip", action="append", choices=["naive", "e2e", "rss"], default=[], help="leave out a part (repeatable)")
+    parser.add_argument("--skip", action="append", choices=["naive", "shards", "e2e", "rss"], default=[], help="leave out a part (repeatable)")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     parser.add_argument("--rss-target", type=int, action="append", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -237,25 +237,30 @@ class ModelMonitor:
                     outcome.scores[(signal.name, statistic)] = value
 
     def _drop_replayed(self, batch: ModelBatch, outcome: ModelOutcome) -> ModelBatch:
-        """Drop rows an earlier batch already applied, then advance the high-water marks.
+        """Drop rows an earlier batch (or an earlier row of this one) already applied, then advance the high-water marks.
 
         Ingest processes each source partition in order and replays a prefix
         after a crash, so "offset at or below the highest applied" is exactly
-        "already seen".
+        "already seen". Within a batch, a row is compared with the source's
+        rows before it too: a batch may be several internal records put
+        together, the replay among them (``Worker._due_for_evaluation``).
         """
         if not len(batch):
             return batch
         keep = np.ones(len(batch), dtype=bool)
         sources = batch.topic_index.astype(np.int64) * (1 << 32) + batch.partition
         for source in np.unique(sources):
-            rows = sources == source
+            rows = np.flatnonzero(sources == source)
             topic_index = int(source >> 32)
             if topic_index < 0:
                 continue
             key = (batch.topics[topic_index], int(source & 0xFFFFFFFF))
             applied = self.applied.get(key, -1)
-            keep &= ~rows | (batch.offset > applied)
-            self.applied[key] = max(applied, int(batch.offset[rows].max()))
+            offsets = batch.offset[rows]
+            # The highest offset seen before each row: the applied one, then the batch's own.
+            before = np.maximum.accumulate(np.concatenate(([applied], offsets[:-1])))
+            keep[rows] = offsets > before
+            self.applied[key] = max(applied, int(offsets.max()))
         dropped = int((~keep).sum())
         if dropped:
             outcome.replayed = dropped
@@ -438,14 +443,19 @@ class ModelMonitor:
     # -- checkpoints ------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
+        # Streams, verdicts and alert counts are listed by key, not in the order
+        # they came about: that order follows where the batches were cut (two
+        # streams crossing into drift in one batch or in two), which a restarted
+        # or differently paced worker does elsewhere, and the same state must
+        # give the same checkpoint.
         return {
             "name": self.name,
             "signals": [[s.name, s.kind, s.value_type] for s in self.signals.values()],
             "slots": {key: slots.to_state() for key, slots in self.slots.items()},
             "codebooks": {name: book.to_state() for name, book in self.codebooks.items()},
-            "streams": [[list(key), stream.to_state()] for key, stream in self.streams.items()],
-            "drifting": [[list(key), severity] for key, severity in self.drifting.items()],
-            "alert_counts": [[list(key), counts] for key, counts in self.alert_counts.items()],
+            "streams": [[list(key), self.streams[key].to_state()] for key in sorted(self.streams)],
+            "drifting": [[list(key), self.drifting[key]] for key in sorted(self.drifting)],
+            "alert_counts": [[list(key), dict(sorted(self.alert_counts[key].items()))] for key in sorted(self.alert_counts)],
             "applied": [[topic, partition, offset] for (topic, partition), offset in self.applied.items()],
             "events": self.events,
             "resequencer": self.resequencer.to_state(),

@@ -13,6 +13,18 @@ marker pointing at it, intact. Compaction keeps the latest value per key,
 which is all a restore reads. Records are produced one per request because
 the embedded broker reports a wrong high watermark after multi-record
 batches, and a restore reads up to the high watermark.
+
+Writing is split in two so the evaluator need not wait for the broker:
+:meth:`Changelog.begin` produces the chunks of a snapshot that is already
+encoded (the snapshot and its offset are fixed there) and returns at once;
+:meth:`Changelog.poll`, called on every turn of the worker's loop, writes the
+marker once every chunk is acknowledged, and the checkpoint is complete when
+the marker is. :meth:`Changelog.wait` blocks until the checkpoints of some
+partitions are complete (before a partition is handed over, and at
+shutdown); :meth:`Changelog.write` is ``begin`` plus ``wait``. A partition
+has at most one checkpoint in flight: the next one waits for it, since it
+would write to the slot the current marker points at. A checkpoint whose
+partition was lost is abandoned: its marker is never written.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ import logging
 import struct
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import orjson
@@ -32,6 +44,10 @@ log = logging.getLogger("stream_monitor.changelog")
 #: Chunk size of a snapshot: well under the default 1 MB message limit.
 CHUNK_BYTES = 256 * 1024
 _CHUNK_HEADER = struct.Struct("<Q")
+#: A caller blocked in :meth:`Changelog.wait` this long reports the changelog as stalled (``on_wait(True)``) ...
+BLOCKED_AFTER_SECONDS = 1.0
+#: ... and so does a checkpoint left in flight this long while the caller goes on.
+STALLED_AFTER_SECONDS = 5.0
 
 
 class CheckpointError(RuntimeError):
@@ -46,6 +62,27 @@ class Checkpoint:
     next_offset: int
     #: model name -> encoded state.
     models: dict[str, bytes]
+
+
+@dataclass(slots=True, eq=False)
+class PendingCheckpoint:
+    """A checkpoint whose chunks (or marker) the broker has not acknowledged yet."""
+
+    partition: int
+    checkpoint_id: int
+    slot: int
+    next_offset: int
+    chunks: dict[str, int]
+    started: float
+    #: Records produced and not yet acknowledged (chunks, then the marker).
+    unacknowledged: int = 0
+    marker_sent: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+        self.unacknowledged -= 1
+        if err is not None:
+            self.errors.append(err.str())
 
 
 class Changelog:
@@ -63,55 +100,120 @@ class Changelog:
             {**producer_config, "linger.ms": 0, "batch.num.messages": 1, "compression.type": "none"}
         )
         self._consumer_config = dict(consumer_config)
-        #: Latest checkpoint id written or restored, per partition.
+        #: Latest checkpoint id written or restored, per partition (complete checkpoints only).
         self.checkpoint_ids: dict[int, int] = {}
+        #: Checkpoints in flight, by partition (at most one each), oldest first.
+        self._pending: dict[int, PendingCheckpoint] = {}
+        self._waiting = False
 
     def write(self, partition: int, models: Mapping[str, bytes], next_offset: int) -> int:
         """Write one snapshot of ``partition``; returns its checkpoint id once fully acknowledged."""
+        pending = self.begin(partition, models, next_offset)
+        self.wait([partition])
+        return pending.checkpoint_id
+
+    def begin(self, partition: int, models: Mapping[str, bytes], next_offset: int) -> PendingCheckpoint:
+        """Produce the chunks of one snapshot of ``partition`` and return without waiting for the broker.
+
+        The snapshot is complete once :meth:`poll` (or :meth:`wait`) has seen
+        every chunk acknowledged and then written and seen acknowledged the
+        marker. An earlier checkpoint of the partition still in flight is
+        waited for first.
+        """
+        if partition in self._pending:
+            self.wait([partition])
         checkpoint_id = self.checkpoint_ids.get(partition, 0) + 1
-        slot = checkpoint_id % 2
-        chunks: dict[str, int] = {}
-        errors: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                errors.append(err.str())
-
+        pending = PendingCheckpoint(partition, checkpoint_id, checkpoint_id % 2, next_offset, {}, time.monotonic())
+        prefix = _CHUNK_HEADER.pack(checkpoint_id)
         for model, blob in models.items():
             count = max(1, -(-len(blob) // CHUNK_BYTES))
-            chunks[model] = count
+            pending.chunks[model] = count
+            view = memoryview(blob)
             for index in range(count):
-                value = _CHUNK_HEADER.pack(checkpoint_id) + blob[index * CHUNK_BYTES : (index + 1) * CHUNK_BYTES]
-                self._produce(partition, f"{partition}/{slot}/{model}/{index}", value, on_delivery)
-        self._flush(errors, partition)
-        marker = {"checkpoint_id": checkpoint_id, "slot": slot, "next_offset": next_offset, "chunks": chunks}
-        self._produce(partition, f"{partition}/marker", orjson.dumps(marker), on_delivery)
-        self._flush(errors, partition)
-        self.checkpoint_ids[partition] = checkpoint_id
-        return checkpoint_id
+                value = prefix + view[index * CHUNK_BYTES : (index + 1) * CHUNK_BYTES]
+                self._produce(pending, f"{partition}/{pending.slot}/{model}/{index}", value)
+        self._pending[partition] = pending
+        self.poll()
+        return pending
 
-    def _produce(self, partition: int, key: str, value: bytes, on_delivery: Any) -> None:
+    def pending(self) -> list[int]:
+        """Partitions with a checkpoint in flight."""
+        return list(self._pending)
+
+    def poll(self) -> list[int]:
+        """Serve acknowledgements without blocking; returns the partitions whose checkpoint completed.
+
+        Writes the marker of every checkpoint whose chunks are all
+        acknowledged. Raises :class:`CheckpointError` if the broker refused a
+        record (the previous checkpoint of that partition stays valid).
+        """
+        if not self._pending:
+            return []
+        self._producer.poll(0)
+        completed = []
+        for partition, pending in list(self._pending.items()):
+            if pending.errors:
+                del self._pending[partition]
+                raise CheckpointError(
+                    f"checkpoint of {self.topic}[{partition}] failed: {pending.errors[0]}; the previous checkpoint "
+                    "stays valid. Check that the changelog topic exists and the broker accepts writes."
+                )
+            if pending.unacknowledged:
+                continue
+            if not pending.marker_sent:
+                marker = {
+                    "checkpoint_id": pending.checkpoint_id,
+                    "slot": pending.slot,
+                    "next_offset": pending.next_offset,
+                    "chunks": pending.chunks,
+                }
+                self._produce(pending, f"{partition}/marker", orjson.dumps(marker))
+                pending.marker_sent = True
+                continue
+            del self._pending[partition]
+            self.checkpoint_ids[partition] = pending.checkpoint_id
+            completed.append(partition)
+        if self._waiting and not self._pending:
+            self._waiting = False
+            self._on_wait(False)
+        elif self._pending and not self._waiting:
+            oldest = min(p.started for p in self._pending.values())
+            if time.monotonic() - oldest > STALLED_AFTER_SECONDS:
+                self._stalled()
+        return completed
+
+    def wait(self, partitions: list[int] | None = None) -> None:
+        """Block until the checkpoints in flight of ``partitions`` (None: of every partition) are complete."""
+        started = time.monotonic()
+        while True:
+            self.poll()
+            if not any(partitions is None or p in partitions for p in self._pending):
+                return
+            self._producer.poll(0.05)
+            if time.monotonic() - started > BLOCKED_AFTER_SECONDS and not self._waiting:
+                self._stalled()
+
+    def _stalled(self) -> None:
+        log.warning("changelog %s: waiting for the broker to acknowledge a checkpoint", self.topic)
+        self._waiting = True
+        self._on_wait(True)
+
+    def abandon(self, partitions: list[int]) -> None:
+        """Forget the checkpoints in flight of partitions this worker lost: their markers are never written."""
+        for partition in partitions:
+            if self._pending.pop(partition, None) is not None:
+                log.info("changelog %s[%d]: checkpoint in flight abandoned (partition lost)", self.topic, partition)
+
+    def _produce(self, pending: PendingCheckpoint, key: str, value: bytes) -> None:
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key.encode(), partition=partition, on_delivery=on_delivery)
+                self._producer.produce(
+                    self.topic, value=value, key=key.encode(), partition=pending.partition, on_delivery=pending.on_delivery
+                )
+                pending.unacknowledged += 1
                 return
             except BufferError:
                 self._producer.poll(0.1)
-
-    def _flush(self, errors: list[str], partition: int) -> None:
-        waited = False
-        while self._producer.flush(1.0) > 0:
-            if not waited:
-                log.warning("changelog %s[%d]: waiting for the broker to acknowledge a checkpoint", self.topic, partition)
-            waited = True
-            self._on_wait(True)
-        if waited:
-            self._on_wait(False)
-        if errors:
-            raise CheckpointError(
-                f"checkpoint of {self.topic}[{partition}] failed: {errors[0]}; the previous checkpoint stays valid. "
-                "Check that the changelog topic exists and the broker accepts writes."
-            )
 
     def read(self, partition: int, timeout: float = 60.0) -> Checkpoint | None:
         """The latest complete checkpoint of ``partition``, or None when there is none."""

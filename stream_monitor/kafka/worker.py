@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
+from itertools import groupby
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,9 +38,11 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream_monitor.config import Settings, consumer_config, producer_config, redact
+from stream_monitor.core.bulk import gc_paused
 from stream_monitor.core.columns import ModelBatch
 from stream_monitor.core.engine import BatchResult, MonitorEngine, ingest
 from stream_monitor.core.events import RawMessage
+from stream_monitor.core.model import MAX_ROWS_PER_PASS
 from stream_monitor.core.shards import (
     SHARD_HEADER,
     MonitorKey,
@@ -68,10 +71,13 @@ STOP_GRACE_SECONDS = 10.0
 #: How often the worker checks that the cluster answers, and how long it waits.
 PROBE_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 2.0
-#: Internal records evaluated per turn of the loop, and the backlog at which
-#: fetching them pauses (see Worker._due_for_evaluation).
-RECORDS_PER_TURN = 2
+#: Rows of internal records evaluated per turn of the loop (two full passes of
+#: a monitor; one record, if bigger), and the backlog at which fetching them
+#: pauses (see Worker._due_for_evaluation).
+ROWS_PER_TURN = 2 * MAX_ROWS_PER_PASS
 MAX_PENDING_RECORDS = 64
+#: A turn waiting for input to fill a batch looks for internal records this often (see Worker._poll).
+POLL_SLICE_SECONDS = 0.05
 #: Internal records stay well under Kafka's default 1 MB message limit.
 MAX_INTERNAL_RECORD_BYTES = 600_000
 
@@ -176,8 +182,13 @@ class Worker:
         self.models_of: dict[int, set[MonitorKey]] = {}
         self._last_checkpoint = time.monotonic()
         self._last_probe = 0.0
-        #: Internal records consumed but not yet evaluated, per internal partition, in arrival order.
-        self._pending: dict[int, deque[Message]] = {}
+        #: When the broker last acknowledged something of ours (a publish, a commit, a checkpoint).
+        self._last_contact = 0.0
+        #: Per internal partition, what its latest checkpoint (written, in flight or just restored)
+        #: holds; a checkpoint that would hold the same is not written again (see _fingerprint).
+        self._checkpointed: dict[int, tuple] = {}
+        #: Internal records consumed but not yet evaluated (with their rows), per internal partition, in arrival order.
+        self._pending: dict[int, deque[tuple[Message, ModelBatch]]] = {}
         #: Internal partitions whose fetching is paused (their queue is deep).
         self._paused: set[int] = set()
         self.changelog: Changelog | None = None
@@ -240,19 +251,21 @@ class Worker:
                 [*s.topics, s.internal_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             while not self.stopping:
-                wait = 0.0 if self._pending_records() else s.batch_timeout_seconds
-                messages = consumer.consume(num_messages=s.batch_size, timeout=wait)
-                inputs, internal = self._split(messages)
+                messages = self._poll(consumer)
+                inputs, internal, highest = self._split(messages)
                 for message in internal:
-                    self._pending.setdefault(message.partition(), deque()).append(message)
+                    self._pending.setdefault(message.partition(), deque()).append((message, ModelBatch.from_bytes(message.value())))
                 due = self._due_for_evaluation(consumer)
                 if inputs or due or self.engine.buffered_rows():
-                    self._process(inputs, due, consumer, publisher)
+                    self._process(inputs, highest, due, consumer, publisher)
                 if time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_seconds:
                     self._checkpoint(list(self.owned))
-                self._probe_broker(consumer)
+                if self.changelog.poll():  # checkpoints in flight: markers, acknowledgements
+                    self._last_contact = time.monotonic()
+                self._probe_broker(producer)
                 self._update_ready()
-            self._checkpoint(list(self.owned))
+            self._checkpoint(list(self.owned), wait=True)
+            self.changelog.wait()
         except DeliveryStalled as exc:
             log.error("%s", exc)
             exit_code = 1
@@ -271,9 +284,38 @@ class Worker:
 
     # -- one batch --------------------------------------------------------------
 
-    def _split(self, messages: list[Message]) -> tuple[list[RawMessage], list[Message]]:
+    def _poll(self, consumer: Consumer) -> list[Message]:
+        """The messages of one turn of the loop.
+
+        ``consume(n, timeout)`` returns once it holds ``n`` messages or the
+        timeout has passed. Input is worth gathering into full batches (ingest
+        costs less per event in bulk), so with nothing else to do a turn waits
+        up to ``batch_timeout_seconds`` for one; but an internal record is a
+        batch of rows already, and once one has arrived, waiting longer for
+        input only leaves it unevaluated. So the wait is taken in short slices
+        and ends with the first slice that brings an internal record. With
+        internal records queued, the turn does not wait at all.
+        """
+        s = self.settings
+        if self._pending_records():
+            return consumer.consume(num_messages=s.batch_size, timeout=0.0)
+        deadline = time.monotonic() + s.batch_timeout_seconds
+        internal_topic = s.internal_topic
+        messages: list[Message] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            more = consumer.consume(num_messages=s.batch_size - len(messages), timeout=max(0.0, min(POLL_SLICE_SECONDS, remaining)))
+            messages += more
+            if len(messages) >= s.batch_size or remaining <= POLL_SLICE_SECONDS or self.stopping:
+                return messages
+            if any(m.topic() == internal_topic for m in more):
+                return messages
+
+    def _split(self, messages: list[Message]) -> tuple[list[RawMessage], list[Message], dict[tuple[str, int], int]]:
+        """Input messages (as the core's RawMessage), internal records, and the highest input offset per partition."""
         inputs: list[RawMessage] = []
         internal: list[Message] = []
+        highest: dict[tuple[str, int], int] = {}
         internal_topic = self.settings.internal_topic
         for message in messages:
             error = message.error()
@@ -287,31 +329,35 @@ class Worker:
                 if error.fatal():
                     raise KafkaException(error)
                 continue
-            if message.topic() == internal_topic:
+            topic = message.topic()
+            if topic == internal_topic:
                 internal.append(message)
                 continue
+            partition, offset = message.partition(), message.offset()
             ts_type, ts = message.timestamp()
-            inputs.append(
-                RawMessage(
-                    value=message.value(),
-                    topic=message.topic(),
-                    partition=message.partition(),
-                    offset=message.offset(),
-                    timestamp_ms=ts if ts_type != 0 else None,
-                    key=message.key(),
-                )
-            )
-        return inputs, internal
+            inputs.append(RawMessage(message.value(), topic, partition, offset, ts if ts_type != 0 else None, message.key()))
+            if offset > highest.get((topic, partition), -1):
+                highest[(topic, partition)] = offset
+        return inputs, internal, highest
 
-    def _due_for_evaluation(self, consumer: Consumer) -> list[Message]:
-        """Internal records to evaluate on this turn of the loop.
+    def _due_for_evaluation(self, consumer: Consumer) -> list[list[tuple[Message, ModelBatch]]]:
+        """Internal records to evaluate on this turn of the loop, in runs of consecutive records of one partition.
 
         One poll can return thousands of internal records (each up to a few
         thousand events); evaluating them all before polling again keeps the
         worker away from the group long enough to upset rebalances (the
-        embedded broker loses partitions then). So a few records per turn, the
-        rest queued, and fetching from the internal topic paused while the
-        queue is deep, so it cannot grow without bound.
+        embedded broker loses partitions then). So at most ROWS_PER_TURN rows
+        per turn (a single record may be more), the rest queued, and fetching
+        from the internal topic paused while the queue is deep, so it cannot
+        grow without bound.
+
+        From each partition served, consecutive records are taken together:
+        ``_process`` evaluates them as one batch. A pass over a monitor's
+        streams (``MAX_ROWS_PER_PASS`` rows at most) has a fixed cost for
+        every stream whatever its rows, so records evaluated one by one
+        (ingest batches of 5,000 rows or, for a worker ingesting few source
+        partitions, less) would cost more passes for the same rows: three
+        records of 5,000 rows take two passes together, three alone.
 
         Queues, pauses and turns are per internal partition: records are
         taken from the partitions in turn, and a partition is paused when its
@@ -331,11 +377,19 @@ class Worker:
         if resume:
             consumer.resume([TopicPartition(topic, q) for q in resume if q in self.owned])
             self._paused.difference_update(resume)
-        due: list[Message] = []
-        while len(due) < RECORDS_PER_TURN and self._pending:
+        due: list[list[tuple[Message, ModelBatch]]] = []
+        budget = ROWS_PER_TURN
+        while self._pending:
             partition = next(iter(self._pending))  # the partition served longest ago
-            queue = self._pending.pop(partition)
-            due.append(queue.popleft())
+            queue = self._pending[partition]
+            if due and len(queue[0][1]) > budget:
+                break
+            del self._pending[partition]
+            run: list[tuple[Message, ModelBatch]] = []
+            while queue and (not run or len(queue[0][1]) <= budget):
+                budget -= len(queue[0][1])
+                run.append(queue.popleft())
+            due.append(run)
             if queue:
                 self._pending[partition] = queue  # to the back of the turn
         return due
@@ -343,7 +397,14 @@ class Worker:
     def _pending_records(self) -> int:
         return sum(len(queue) for queue in self._pending.values())
 
-    def _process(self, inputs: list[RawMessage], internal: list[Message], consumer: Consumer, publisher: Publisher) -> None:
+    def _process(
+        self,
+        inputs: list[RawMessage],
+        highest: dict[tuple[str, int], int],
+        internal: list[list[tuple[Message, ModelBatch]]],
+        consumer: Consumer,
+        publisher: Publisher,
+    ) -> None:
         started = time.perf_counter()
         s = self.settings
         records: list[OutRecord] = []
@@ -363,15 +424,20 @@ class Worker:
                             OutRecord(s.internal_topic, batch.model.encode(), part.to_bytes(), headers, partition=partition)
                         )
             result.rejections.extend(ingested.rejections)
-        for message in internal:
-            partition = message.partition()
+        for run in internal:
+            partition = run[0][0].partition()
             if partition not in self.owned:
                 continue  # revoked meanwhile; its new owner evaluates it
-            batch = ModelBatch.from_bytes(message.value())
-            shard = decode_header(message.headers())
-            self.models_of.setdefault(partition, set()).add(monitor_key(batch.model, shard))
-            self.engine.evaluate(batch, into=result, shard=shard)
-            self.owned[partition] = message.offset() + 1
+            # Consecutive records of one monitor are evaluated as one batch.
+            for (model, shard), records_of_monitor in groupby(
+                ((message, batch, decode_header(message.headers())) for message, batch in run),
+                key=lambda item: (item[1].model, item[2]),
+            ):
+                records_of_monitor = list(records_of_monitor)
+                self.models_of.setdefault(partition, set()).add(monitor_key(model, shard))
+                batch = ModelBatch.concat([batch for _, batch, _ in records_of_monitor])
+                self.engine.evaluate(batch, into=result, shard=shard)
+                self.owned[partition] = records_of_monitor[-1][0].offset() + 1
         self.engine.flush(into=result)  # rows whose turn came with the passing of time
         alerted = self._partitions_of(result.alerts) if result.alerts else set()
         records += [OutRecord(s.alerts_topic, a.key, a.to_json()) for a in result.alerts]
@@ -380,18 +446,19 @@ class Worker:
             records.append(OutRecord(s.dead_letter_topic, letter.key, letter.value, letter.headers))
         publisher.publish(records)
         if inputs:
-            self._commit(consumer, inputs)
+            self._commit(consumer, highest)
             self.committed_messages += len(inputs)
         if alerted:
-            # Alerts are rare; checkpointing right after publishing them means a
-            # restart does not re-evaluate into the same alerts and publish them twice.
-            self._checkpoint(sorted(alerted), reset_timer=False)
+            # Alerts are rare; checkpointing right after publishing them, and
+            # waiting for it, means a restart or a lost partition does not
+            # re-evaluate into the same alerts and publish them twice.
+            self._checkpoint(sorted(alerted), reset_timer=False, wait=True)
         self.batches += 1
         self._processing = True
         self.metrics.record_batch(result)
         self.metrics.streams.set(self.engine.stream_count())
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self._report_lag(consumer, inputs)
+        self._report_lag(consumer, highest)
         for alert in result.alerts:
             segment = ",".join(f"{k}={v}" for k, v in alert.segment.items()) or "all"
             log.info(
@@ -408,15 +475,13 @@ class Worker:
         if self.on_batch is not None:
             self.on_batch(result)
 
-    def _commit(self, consumer: Consumer, batch: list[RawMessage]) -> None:
-        next_offsets: dict[tuple[str, int], int] = {}
-        for message in batch:
-            key = (message.topic, message.partition)
-            next_offsets[key] = max(next_offsets.get(key, 0), message.offset + 1)
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+    def _commit(self, consumer: Consumer, highest: dict[tuple[str, int], int]) -> None:
+        """Commit the offsets after the highest ones ingested, per (topic, partition)."""
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
         for attempt in range(1, 6):
             try:
                 consumer.commit(offsets=offsets, asynchronous=False)
+                self._last_contact = time.monotonic()
                 return
             except KafkaException as exc:
                 log.warning("offset commit failed (attempt %d): %s", attempt, exc)
@@ -429,12 +494,9 @@ class Worker:
             [(tp.topic, tp.partition, tp.offset) for tp in offsets],
         )
 
-    def _report_lag(self, consumer: Consumer, batch: list[RawMessage]) -> None:
-        latest: dict[tuple[str, int], int] = {}
-        for message in batch:
-            latest[(message.topic, message.partition)] = max(latest.get((message.topic, message.partition), -1), message.offset)
+    def _report_lag(self, consumer: Consumer, highest: dict[tuple[str, int], int]) -> None:
         lags = []
-        for (topic, partition), offset in latest.items():
+        for (topic, partition), offset in highest.items():
             try:
                 _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
             except KafkaException:
@@ -443,19 +505,25 @@ class Worker:
                 lags.append((topic, partition, max(0, high - offset - 1)))
         self.metrics.set_lag(lags)
 
-    def _probe_broker(self, consumer: Consumer) -> None:
+    def _probe_broker(self, producer: Producer) -> None:
         """Ask the cluster for metadata now and then: readiness must fall during an outage.
 
         A broker that hangs (rather than closes connections) leaves librdkafka
         silent until its socket timeout, a minute by default, so the worker
-        asks itself, every PROBE_SECONDS, with a short timeout.
+        asks itself, with a short timeout, once PROBE_SECONDS have passed
+        without the broker acknowledging anything of the worker's (a publish,
+        a commit, a checkpoint): a busy worker hears from it all the time and
+        never probes. The producer asks, not the consumer: a consumer's
+        request waits behind its fetches, which the broker holds for up to
+        ``fetch.wait.max.ms`` (500 ms) when there is nothing new to fetch. The
+        producer already produces to the internal topic it asks about.
         """
         now = time.monotonic()
-        if now - self._last_probe < PROBE_SECONDS:
+        if now - max(self._last_probe, self._last_contact) < PROBE_SECONDS:
             return
         self._last_probe = now
         try:
-            consumer.list_topics(self.settings.internal_topic, timeout=PROBE_TIMEOUT_SECONDS)
+            producer.list_topics(self.settings.internal_topic, timeout=PROBE_TIMEOUT_SECONDS)
         except KafkaException as exc:
             if not self._broker_down:
                 log.warning("the Kafka cluster does not answer (%s); not ready until it does", exc)
@@ -476,8 +544,16 @@ class Worker:
 
     # -- state ------------------------------------------------------------------
 
-    def _checkpoint(self, partitions: list[int], reset_timer: bool = True) -> None:
-        """Write the state of these internal partitions with the offsets they reached."""
+    def _checkpoint(self, partitions: list[int], reset_timer: bool = True, wait: bool = False) -> None:
+        """Checkpoint the state of these internal partitions with the offsets they reached.
+
+        The snapshot is taken and encoded here, with its offset; the broker's
+        acknowledgements are collected on later turns of the loop
+        (``Changelog.poll``), so evaluation goes on meanwhile. With ``wait``,
+        returns only once every checkpoint of these partitions is complete
+        (before handing them over, and at shutdown). A partition whose state
+        did not change since its latest checkpoint is not written again.
+        """
         if reset_timer:
             self._last_checkpoint = time.monotonic()
         if self.changelog is None:
@@ -485,19 +561,43 @@ class Worker:
         for partition in partitions:
             if partition not in self.owned:
                 continue
-            models = {
-                checkpoint_name(key): encode_state(self.engine.models[key].to_state())
-                for key in sorted(self.models_of.get(partition, ()), key=checkpoint_name)
-                if key in self.engine.models
-            }
-            checkpoint_id = self.changelog.write(partition, models, self.owned[partition])
-            log.debug("checkpoint %d of internal partition %d at offset %d", checkpoint_id, partition, self.owned[partition])
+            fingerprint = self._fingerprint(partition)
+            if self._checkpointed.get(partition) == fingerprint:
+                continue
+            # A snapshot is ~100,000 fresh containers, none of them in a cycle:
+            # reference counting frees them; the cyclic collector would only walk
+            # the whole heap, once or twice per checkpoint, for nothing.
+            with gc_paused():
+                models = {
+                    checkpoint_name(key): encode_state(self.engine.models[key].to_state())
+                    for key in sorted(self.models_of.get(partition, ()), key=checkpoint_name)
+                    if key in self.engine.models
+                }
+            pending = self.changelog.begin(partition, models, self.owned[partition])
+            self._checkpointed[partition] = fingerprint
+            log.debug("checkpoint %d of internal partition %d at offset %d", pending.checkpoint_id, partition, self.owned[partition])
+        if wait:
+            self.changelog.wait(partitions)
+
+    def _fingerprint(self, partition: int) -> tuple:
+        """What a checkpoint of the partition would hold, in brief: equal fingerprints, equal states.
+
+        A monitor's state changes only when it receives an internal record
+        (the partition's offset moves) or its resequencer releases rows (rows
+        leave the buffer; the applied ones count in ``events``).
+        """
+        keys = sorted(self.models_of.get(partition, ()), key=checkpoint_name)
+        monitors = [(checkpoint_name(key), self.engine.models.get(key)) for key in keys]
+        return self.owned[partition], tuple((name, m.events, len(m.resequencer)) for name, m in monitors if m is not None)
 
     def _restore(self, partition: int) -> int:
         """Load the partition's latest checkpoint; returns the offset to resume from."""
         assert self.changelog is not None
         checkpoint = self.changelog.read(partition)
         self.models_of[partition] = set()
+        # Unless models are dropped below, the state is what the changelog holds (nothing, without a
+        # checkpoint): it need not be written again until it changes. Set once the offset is known.
+        self._checkpointed[partition] = ()
         if checkpoint is None:
             log.info("internal partition %d: no checkpoint, evaluating from the beginning", partition)
             return OFFSET_BEGINNING
@@ -525,6 +625,8 @@ class Worker:
             self.engine.models[key] = monitor
             self.models_of[partition].add(key)
             self.metrics.restored(model, shard, monitor.events)
+        if restored < len(checkpoint.models):
+            self._checkpointed.pop(partition, None)  # the changelog holds more than the worker now does
         log.info(
             "internal partition %d: restored checkpoint %d (%d models), resuming at offset %d",
             partition,
@@ -536,6 +638,7 @@ class Worker:
 
     def _release(self, partition: int) -> None:
         self._pending.pop(partition, None)
+        self._checkpointed.pop(partition, None)
         self._paused.discard(partition)
         for key in self.models_of.pop(partition, set()):
             monitor = self.engine.models.pop(key, None)
@@ -561,9 +664,11 @@ class Worker:
         self._update_ready()
 
     def _set_stalled(self, stalled: bool) -> None:
+        """Publisher and changelog: True while records wait for the broker, False once it acknowledged them."""
         self._stalled = stalled
         if not stalled:
             self._broker_down = False
+            self._last_contact = time.monotonic()
         self._update_ready()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -575,6 +680,8 @@ class Worker:
             if tp.topic == self.settings.internal_topic:
                 offset = self._restore(tp.partition)
                 self.owned[tp.partition] = offset if offset >= 0 else 0
+                if tp.partition in self._checkpointed:
+                    self._checkpointed[tp.partition] = self._fingerprint(tp.partition)
                 assignment.append(TopicPartition(tp.topic, tp.partition, offset))
             else:
                 assignment.append(tp)
@@ -612,16 +719,20 @@ class Worker:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         internal = [tp.partition for tp in partitions if tp.topic == self.settings.internal_topic]
         if internal:
-            self._checkpoint(internal)
+            self._checkpoint(internal, wait=True)  # complete before the new owner restores it
         for partition in internal:
             self._release(partition)
         self.metrics.forget_partitions((tp.topic, tp.partition) for tp in partitions)
         log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in partitions))
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            if tp.topic == self.settings.internal_topic:
-                self._release(tp.partition)
+        internal = [tp.partition for tp in partitions if tp.topic == self.settings.internal_topic]
+        if self.changelog is not None:
+            # A checkpoint still in flight must not be completed now: its marker
+            # could land after the new owner's checkpoints.
+            self.changelog.abandon(internal)
+        for partition in internal:
+            self._release(partition)
         self.metrics.forget_partitions((tp.topic, tp.partition) for tp in partitions)
         log.warning(
             "lost %s (session expired): state dropped without a checkpoint; the new owner resumes from the last one",

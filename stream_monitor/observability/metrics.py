@@ -10,12 +10,16 @@ segment detail lives in the alerts.
 from __future__ import annotations
 
 import threading
+import time
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from socketserver import ThreadingMixIn
 from collections import Counter as Counts
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from stream_monitor.core.alerts import Severity
 from stream_monitor.core.engine import BatchResult
@@ -79,7 +83,7 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
-        self.prediction_latency = Histogram(
+        self.prediction_latency = BatchHistogram(
             "stream_monitor_prediction_latency_seconds",
             "Model prediction latency reported in events (latency_ms).",
             ["model"],
@@ -128,9 +132,7 @@ class Metrics:
         for model, seconds in result.last_event_time.items():
             self.last_event_timestamp.labels(model).set(seconds)
         for model, latencies in result.latencies.items():
-            histogram = self.prediction_latency.labels(model)
-            for value in latencies:
-                histogram.observe(float(value))
+            self.prediction_latency.observe_many((model,), latencies)
 
     def set_lag(self, lags: Iterable[tuple[str, int, int]]) -> None:
         for topic, partition, lag in lags:
@@ -179,6 +181,53 @@ class Metrics:
                 self.consumer_lag.remove(topic, str(partition))
             except KeyError:
                 pass
+
+
+class BatchHistogram:
+    """A labelled Prometheus histogram that takes a whole array of observations in one call.
+
+    Exposed exactly as ``prometheus_client.Histogram`` exposes one (``_bucket``
+    per ``le``, ``_count``, ``_sum``, ``_created``), but a batch's latencies
+    (one per event) are binned with numpy, not observed one Python call each.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._bounds = np.array(sorted({float(b) for b in buckets} | {float("inf")}))
+        self._le = [floatToGoString(b) for b in self._bounds]
+        #: label values -> [observations per bucket (not cumulative), sum, created]
+        self._series: dict[tuple[str, ...], list[Any]] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, labels: tuple[str, ...], values: np.ndarray) -> None:
+        """Observe every value (as ``Histogram.observe`` would, one by one; NaN falls in no bucket)."""
+        values = np.asarray(values, dtype=np.float64)
+        bins = np.searchsorted(self._bounds, values[~np.isnan(values)], side="left")  # first bucket with value <= le
+        counts = np.bincount(bins, minlength=len(self._bounds))
+        total = float(values.sum())
+        with self._lock:
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = [np.zeros(len(self._bounds), dtype=np.int64), 0.0, time.time()]
+            series[0] += counts
+            series[1] += total
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            series = [(labels, np.cumsum(counts).tolist(), total, created) for labels, (counts, total, created) in self._series.items()]
+        for labels, cumulative, total, created in series:
+            family.add_metric(list(labels), [(le, float(c)) for le, c in zip(self._le, cumulative)], total)
+            family.add_sample(self.name + "_created", dict(zip(self.labelnames, labels)), created)
+        yield family
 
 
 def _remove(metric: Any, *labels: str) -> None:

@@ -53,3 +53,31 @@ def test_batch_counts_reach_the_endpoint_and_health_follows_readiness():
         assert urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status == 200
     finally:
         server.stop()
+
+
+def test_batch_histogram_exposes_what_a_prometheus_histogram_observing_one_by_one_would():
+    import re
+
+    import numpy as np
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from stream_monitor.observability.metrics import LATENCY_BUCKETS, BatchHistogram
+
+    one_by_one, batched = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("latency_seconds", "doc", ["model"], buckets=LATENCY_BUCKETS, registry=one_by_one)
+    histogram = BatchHistogram("latency_seconds", "doc", ["model"], buckets=LATENCY_BUCKETS, registry=batched)
+    rng = np.random.default_rng(3)
+    for model in ("a", "b"):
+        for _ in range(3):
+            # Values on the bucket bounds, past the last one, negative, and plenty in between.
+            values = np.concatenate([rng.exponential(0.05, 500), [0.001, 0.0025, 10.0, 11.0, -1.0]])
+            for value in values:
+                reference.labels(model).observe(float(value))
+            histogram.observe_many((model,), values)
+
+    def exposition(registry):
+        text = generate_latest(registry).decode()
+        text = re.sub(r"(_created\{[^}]*\}) \S+", r"\1 <time>", text)  # when each series began
+        return re.sub(r"(_sum\{[^}]*\}) (\S+)", lambda m: f"{m[1]} {float(m[2]):.9f}", text)  # summation order
+
+    assert exposition(batched) == exposition(one_by_one)
