@@ -378,15 +378,17 @@ class ModelMonitor:
             used, first = np.unique(column[rows], return_index=True)
             firsts.update(zip([batch.strings[c] for c in used.tolist()], rows[first].tolist()))
             strings_at = (column, used)
-        numbers_at: tuple[np.ndarray, list[str]] | None = None
+        numbers_at: tuple[np.ndarray, list[str], np.ndarray] | None = None
         if numeric_column is not None:
+            # Numbers sent for a categorical signal are named by their text, formatted once per distinct value.
             numbers = batch.numeric[:, numeric_column]
             rows = np.flatnonzero(~np.isnan(numbers))
-            texts = [f"{v:g}" for v in numbers[rows].tolist()]
-            for row, text in zip(rows.tolist(), texts):
+            values, first, inverse = np.unique(numbers[rows], return_index=True, return_inverse=True)
+            texts = [f"{v:g}" for v in values.tolist()]
+            for text, row in zip(texts, rows[first].tolist()):  # distinct values may share a text
                 if firsts.get(text, row) >= row:
                     firsts[text] = row
-            numbers_at = (rows, texts)
+            numbers_at = (rows, texts, inverse)
         names = sorted(firsts, key=firsts.__getitem__)
         code_of = dict(zip(names, self._codebook(name).encode(names).tolist()))
         codes = np.full(len(batch), -1, dtype=np.int32)
@@ -396,8 +398,8 @@ class ModelMonitor:
             lookup[used] = [code_of[batch.strings[c]] for c in used.tolist()]
             codes = lookup[column]
         if numbers_at is not None and len(numbers_at[0]):
-            rows, texts = numbers_at
-            codes[rows] = [code_of[text] for text in texts]
+            rows, texts, inverse = numbers_at
+            codes[rows] = np.array([code_of[text] for text in texts], dtype=np.int32)[inverse]
         return codes, codes >= 0
 
     # -- alerts -----------------------------------------------------------------

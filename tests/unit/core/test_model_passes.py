@@ -60,3 +60,24 @@ def test_category_codes_follow_first_rows_not_the_string_table_of_a_joined_batch
     monitor = engine.new_monitor("m")
     monitor.observe(joined, 0.0)
     assert monitor.codebooks["colour"].names == ["red", "green", "blue"]  # cyan and plum share __other__
+
+
+def test_numbers_sent_for_a_categorical_feature_are_coded_by_their_text_in_first_row_order():
+    from stream_monitor.core.settings import DetectionSettings
+    from stream_monitor.spec import ModelSpec
+
+    values = [10001, "A", 10001.0000001, "B", 2.5, "10001", 2.5]  # 10001.0000001 prints as "10001" too
+    events = [{"event_id": str(i), "model": "m", "features": {"zip": v}} for i, v in enumerate(values)]
+    messages = [RawMessage(orjson.dumps(e), topic="t", partition=0, offset=i) for i, e in enumerate(events)]
+    batch = ingest(messages, None).batches[0]
+    settings = DetectionSettings(max_categories=3)
+    spec = MonitorSpec(defaults=settings, models={"m": ModelSpec(name="m", detection=settings, feature_types={"zip": "categorical"})})
+    monitor = MonitorEngine(spec).new_monitor("m")
+    monitor.observe(batch, 0.0)
+
+    assert monitor.codebooks["zip"].names == ["10001", "A", "B"]  # 2.5 came fourth: __other__ (code 3)
+    numeric = [j for j, (name, _) in enumerate(batch.numeric_signals) if name == "zip"][0]
+    categorical = [j for j, (name, _) in enumerate(batch.categorical_signals) if name == "zip"][0]
+    codes, present = monitor._category_codes("zip", batch, categorical, numeric)
+    assert codes.tolist() == [0, 1, 0, 2, 3, 0, 3]
+    assert present.all()
