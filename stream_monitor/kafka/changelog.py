@@ -25,6 +25,21 @@ shutdown); :meth:`Changelog.write` is ``begin`` plus ``wait``. A partition
 has at most one checkpoint in flight: the next one waits for it, since it
 would write to the slot the current marker points at. A checkpoint whose
 partition was lost is abandoned: its marker is never written.
+
+*Owners.* A worker that lost a partition without knowing it yet (its session
+expired in a long pause: a *zombie*) may still write a checkpoint of it
+while the new owner writes its own. Kafka transactions would fence it, but
+the embedded broker lets ``read_committed`` readers see aborted records. So
+each owner writes under a key space of its own, ``<epoch>.<owner>``: the
+owner is a random token of the Changelog, and the epoch is one more than the
+highest found when it restored the partition. Two owners' chunks can then
+never mix, and a restore takes the checkpoint of the highest epoch (then
+the highest id) whose chunks are all there: the new owner's once it has
+written one, else the zombie's, which is whole and consistent with the
+alerts the zombie published. Once an owner's first checkpoint is complete,
+it deletes (tombstones) every key it found at its restore, so compaction
+can reclaim the older owners' snapshots. A changelog written before owners
+existed reads as epoch 0.
 """
 
 from __future__ import annotations
@@ -70,6 +85,8 @@ class PendingCheckpoint:
 
     partition: int
     checkpoint_id: int
+    #: The writer's key space, ``<epoch>.<owner>``.
+    space: str
     slot: int
     next_offset: int
     chunks: dict[str, int]
@@ -102,6 +119,12 @@ class Changelog:
         self._consumer_config = dict(consumer_config)
         #: Latest checkpoint id written or restored, per partition (complete checkpoints only).
         self.checkpoint_ids: dict[int, int] = {}
+        #: This writer's token, part of every key it writes (see the module docstring).
+        self.owner = uuid.uuid4().hex[:12]
+        #: Per partition, the epoch this writer writes under (set by ``read``; 1 if it never read).
+        self.epochs: dict[int, int] = {}
+        #: Per partition, the keys found at ``read``, deleted once this writer completes a checkpoint.
+        self._stale: dict[int, list[bytes]] = {}
         #: Checkpoints in flight, by partition (at most one each), oldest first.
         self._pending: dict[int, PendingCheckpoint] = {}
         self._waiting = False
@@ -123,7 +146,8 @@ class Changelog:
         if partition in self._pending:
             self.wait([partition])
         checkpoint_id = self.checkpoint_ids.get(partition, 0) + 1
-        pending = PendingCheckpoint(partition, checkpoint_id, checkpoint_id % 2, next_offset, {}, time.monotonic())
+        space = f"{self.epochs.get(partition, 1)}.{self.owner}"
+        pending = PendingCheckpoint(partition, checkpoint_id, space, checkpoint_id % 2, next_offset, {}, time.monotonic())
         prefix = _CHUNK_HEADER.pack(checkpoint_id)
         for model, blob in models.items():
             count = max(1, -(-len(blob) // CHUNK_BYTES))
@@ -131,7 +155,7 @@ class Changelog:
             view = memoryview(blob)
             for index in range(count):
                 value = prefix + view[index * CHUNK_BYTES : (index + 1) * CHUNK_BYTES]
-                self._produce(pending, f"{partition}/{pending.slot}/{model}/{index}", value)
+                self._produce(pending, _chunk_key(partition, space, pending.slot, model, index), value)
         self._pending[partition] = pending
         self.poll()
         return pending
@@ -163,15 +187,17 @@ class Changelog:
             if not pending.marker_sent:
                 marker = {
                     "checkpoint_id": pending.checkpoint_id,
+                    "space": pending.space,
                     "slot": pending.slot,
                     "next_offset": pending.next_offset,
                     "chunks": pending.chunks,
                 }
-                self._produce(pending, f"{partition}/marker", orjson.dumps(marker))
+                self._produce(pending, f"{partition}/marker/{pending.space}", orjson.dumps(marker))
                 pending.marker_sent = True
                 continue
             del self._pending[partition]
             self.checkpoint_ids[partition] = pending.checkpoint_id
+            self._sweep(partition)
             completed.append(partition)
         if self._waiting and not self._pending:
             self._waiting = False
@@ -204,6 +230,20 @@ class Changelog:
             if self._pending.pop(partition, None) is not None:
                 log.info("changelog %s[%d]: checkpoint in flight abandoned (partition lost)", self.topic, partition)
 
+    def _sweep(self, partition: int) -> None:
+        """Tombstone the keys found at restore: this writer's complete checkpoint supersedes them.
+
+        Fire and forget: a tombstone lost only leaves garbage for compaction
+        to keep, which the next owner's sweep deletes.
+        """
+        for key in self._stale.pop(partition, ()):
+            while True:
+                try:
+                    self._producer.produce(self.topic, value=None, key=key, partition=partition)
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+
     def _produce(self, pending: PendingCheckpoint, key: str, value: bytes) -> None:
         while True:
             try:
@@ -216,7 +256,12 @@ class Changelog:
                 self._producer.poll(0.1)
 
     def read(self, partition: int, timeout: float = 60.0) -> Checkpoint | None:
-        """The latest complete checkpoint of ``partition``, or None when there is none."""
+        """The checkpoint of ``partition`` to resume from (highest epoch, then id, whole), or None when there is none.
+
+        Also makes this writer the partition's newest owner: its checkpoints
+        of it take the next epoch, and the keys found here are swept once the
+        first of them is complete.
+        """
         consumer = Consumer(
             {
                 **self._consumer_config,
@@ -230,6 +275,7 @@ class Changelog:
         try:
             _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10, cached=False)
             if high <= 0:
+                self.epochs[partition], self._stale[partition] = 1, []
                 return None
             consumer.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
             position = -1
@@ -243,31 +289,76 @@ class Changelog:
                         if message.error().code() == KafkaError._PARTITION_EOF:
                             continue
                         raise KafkaException(message.error())
-                    latest[message.key()] = message.value()
+                    if message.value() is None:
+                        latest.pop(message.key(), None)  # a tombstone
+                    else:
+                        latest[message.key()] = message.value()
                     position = message.offset()
         finally:
             consumer.close()
-        checkpoint = _assemble(partition, latest)
+        markers = _markers(partition, latest)
+        # This writer's epoch is above every one found, so its checkpoints win from the first on.
+        self.epochs[partition] = max((_epoch(m) for m in markers), default=0) + 1
+        self._stale[partition] = list(latest)
+        checkpoint = _newest_whole(partition, markers, latest)
         if checkpoint is not None:
             self.checkpoint_ids[partition] = checkpoint.checkpoint_id
         return checkpoint
 
 
-def _assemble(partition: int, latest: dict[bytes, bytes]) -> Checkpoint | None:
-    raw_marker = latest.get(f"{partition}/marker".encode())
-    if raw_marker is None:
-        return None
-    marker = orjson.loads(raw_marker)
+def _chunk_key(partition: int, space: str | None, slot: int, model: str, index: int) -> str:
+    if space is None:  # written before owners existed
+        return f"{partition}/{slot}/{model}/{index}"
+    return f"{partition}/{space}/{slot}/{model}/{index}"
+
+
+def _markers(partition: int, latest: dict[bytes, bytes]) -> list[dict[str, Any]]:
+    """Every owner's latest marker of the partition (the pre-owner marker as epoch 0)."""
+    found = []
+    prefix = f"{partition}/marker/".encode()
+    for key, value in latest.items():
+        if key.startswith(prefix):
+            found.append(orjson.loads(value))
+        elif key == f"{partition}/marker".encode():
+            found.append({**orjson.loads(value), "space": None})
+    return found
+
+
+def _epoch(marker: dict[str, Any]) -> int:
+    return 0 if marker["space"] is None else int(marker["space"].split(".", 1)[0])
+
+
+def _newest_whole(partition: int, markers: list[dict[str, Any]], latest: dict[bytes, bytes]) -> Checkpoint | None:
+    """The checkpoint of the highest epoch, then id, whose chunks are all there."""
+    missing = []
+    for marker in sorted(markers, key=lambda m: (_epoch(m), m["checkpoint_id"]), reverse=True):
+        checkpoint = _assemble(partition, marker, latest)
+        if isinstance(checkpoint, Checkpoint):
+            if missing:
+                log.warning(
+                    "checkpoint of partition %d: skipped %s with missing chunks, restored %s (epoch %d, id %d)",
+                    partition, "; ".join(missing), marker["space"], _epoch(marker), marker["checkpoint_id"],
+                )
+            return checkpoint
+        missing.append(checkpoint)
+    if missing:
+        raise CheckpointError(
+            f"no checkpoint of partition {partition} is whole ({'; '.join(missing)}): the changelog topic was "
+            "truncated or written by another deployment with the same group id. Give this deployment its own "
+            "--group-id, or delete the changelog topic to start the detectors afresh"
+        )
+    return None
+
+
+def _assemble(partition: int, marker: dict[str, Any], latest: dict[bytes, bytes]) -> Checkpoint | str:
+    """The marker's checkpoint, or what is missing of it."""
     models: dict[str, bytes] = {}
     for model, count in marker["chunks"].items():
         parts = []
         for index in range(count):
-            value = latest.get(f"{partition}/{marker['slot']}/{model}/{index}".encode())
+            value = latest.get(_chunk_key(partition, marker["space"], marker["slot"], model, index).encode())
             if value is None or _CHUNK_HEADER.unpack_from(value)[0] != marker["checkpoint_id"]:
-                raise CheckpointError(
-                    f"checkpoint {marker['checkpoint_id']} of partition {partition} is missing chunk {index} of model "
-                    f"'{model}': the changelog topic was truncated or written by another deployment with the same group id"
-                )
+                return f"checkpoint {marker['checkpoint_id']} of {marker['space'] or 'the pre-owner format'} lacks chunk {index} of model '{model}'"
             parts.append(value[_CHUNK_HEADER.size :])
         models[model] = b"".join(parts)
     return Checkpoint(partition, marker["checkpoint_id"], marker["next_offset"], models)
