@@ -42,6 +42,10 @@ class Resequencer:
         self.max_rows = max_rows
         self._buffer: list[ModelBatch] = []
         self._buffered = 0
+        #: The least event time buffered (rows without one count as -inf): while
+        #: the watermark is below it nothing can leave, and the buffer is not
+        #: joined and sorted again on every batch and every flush.
+        self._earliest = np.inf
         #: (topic, partition) -> [latest event time, wall time of the last arrival]
         self.sources: dict[tuple[str, int], list[float]] = {}
 
@@ -55,11 +59,14 @@ class Resequencer:
             self._note_sources(batch, wall_time)
             self._buffer.append(batch)
             self._buffered += len(batch)
+            self._earliest = min(self._earliest, _earliest_time(batch))
         return self.release(wall_time)
 
     def release(self, wall_time: float, force: bool = False) -> ModelBatch | None:
         """The buffered rows at or below the watermark (all of them with ``force``), sorted."""
         if not self._buffered:
+            return None
+        if not force and self._buffered <= self.max_rows and self._watermark(wall_time) < self._earliest:
             return None
         rows = ModelBatch.concat(self._buffer)
         order = np.lexsort((rows.offset, rows.partition, np.nan_to_num(rows.timestamp, nan=-np.inf)))
@@ -77,6 +84,7 @@ class Resequencer:
         released, kept = rows.take(np.arange(cut)), rows.take(np.arange(cut, len(rows)))
         self._buffer = [kept] if len(kept) else []
         self._buffered = len(kept)
+        self._earliest = _earliest_time(kept)
         return released
 
     def _note_partitions(self, source_partitions: dict[str, int], wall_time: float) -> None:
@@ -115,4 +123,14 @@ class Resequencer:
         """Load a checkpoint; sources count as just seen, so restarts do not flush early."""
         self._buffer = [ModelBatch.from_bytes(state["buffer"])] if state["buffer"] is not None else []
         self._buffered = sum(len(b) for b in self._buffer)
+        self._earliest = min((_earliest_time(b) for b in self._buffer), default=np.inf)
         self.sources = {(t, p): [latest, wall_time] for t, p, latest in state["sources"]}
+
+
+def _earliest_time(batch: ModelBatch) -> float:
+    """The least event time of the batch's rows; -inf if one has none, +inf for no rows."""
+    if not len(batch):
+        return np.inf
+    if np.isnan(batch.timestamp).any():
+        return -np.inf
+    return float(batch.timestamp.min())

@@ -138,3 +138,15 @@ def test_one_worker_keeping_up_and_one_starting_on_a_backlog_reach_the_same_stat
     assert b"credit-risk|debt_to_income|all" in keeping_up_alerts, "the drift must be detected"
     assert backlog_alerts == keeping_up_alerts
     assert backlog_state == keeping_up_state
+
+
+def test_a_silent_partition_holds_back_no_more_than_max_rows(events):
+    resequencer = Resequencer(IDLE, max_rows=1_000)
+    three = [m for m in partitioned(events) if m.partition < 3]  # partition 3 heard of, silent
+    out = []
+    for batch in batches(three[:1_200], 300):
+        ready = resequencer.add(batch, wall_time=0.0)
+        out += ready.event_ids if ready is not None else []
+    assert len(resequencer) == 1_000
+    assert out == [orjson.loads(m.value)["event_id"] for m in three[:200]]  # the oldest, in order
+    assert resequencer.release(0.0) is None  # the watermark is stuck: nothing more leaves
