@@ -383,8 +383,9 @@ class ModelMonitor:
             # Numbers sent for a categorical signal are named by their text, formatted once per distinct value.
             numbers = batch.numeric[:, numeric_column]
             rows = np.flatnonzero(~np.isnan(numbers))
-            values, first, inverse = np.unique(numbers[rows], return_index=True, return_inverse=True)
-            texts = [f"{v:g}" for v in values.tolist()]
+            # By bit pattern: np.unique takes -0.0 for 0.0 (and keeps whichever sorts first), "-0" is not "0".
+            bits, first, inverse = np.unique(numbers[rows].view(np.int64), return_index=True, return_inverse=True)
+            texts = [f"{v:g}" for v in bits.view(np.float64).tolist()]
             for text, row in zip(texts, rows[first].tolist()):  # distinct values may share a text
                 if firsts.get(text, row) >= row:
                     firsts[text] = row

@@ -30,16 +30,19 @@ partition was lost is abandoned: its marker is never written.
 expired in a long pause: a *zombie*) may still write a checkpoint of it
 while the new owner writes its own. Kafka transactions would fence it, but
 the embedded broker lets ``read_committed`` readers see aborted records. So
-each owner writes under a key space of its own, ``<epoch>.<owner>``: the
-owner is a random token of the Changelog, and the epoch is one more than the
-highest found when it restored the partition. Two owners' chunks can then
-never mix, and a restore takes the checkpoint of the highest epoch (then
-the highest id) whose chunks are all there: the new owner's once it has
-written one, else the zombie's, which is whole and consistent with the
-alerts the zombie published. Once an owner's first checkpoint is complete,
-it deletes (tombstones) every key it found at its restore, so compaction
-can reclaim the older owners' snapshots. A changelog written before owners
-existed reads as epoch 0.
+every restore (:meth:`Changelog.read`) opens a key space of its own,
+``<epoch>.<token>``: a fresh random token, and an epoch one above the
+highest found in the partition, which the restore records at once (a
+*claim* record), so an owner restoring later counts it even before it has
+written a checkpoint. The owner's chunks and markers go under that space:
+two owners' chunks can never mix, and a worker given a partition back
+writes under a new space, not over what it left. A restore takes the
+checkpoint of the highest epoch (then the highest id) whose chunks are all
+there: the new owner's once it has written one, else the zombie's, which is
+whole and consistent with the alerts the zombie published. Once an owner's
+first checkpoint is complete, it deletes (tombstones) every key it found at
+its restore, so compaction can reclaim older owners' snapshots. A changelog
+written before owners existed reads as epoch 0.
 """
 
 from __future__ import annotations
@@ -119,10 +122,9 @@ class Changelog:
         self._consumer_config = dict(consumer_config)
         #: Latest checkpoint id written or restored, per partition (complete checkpoints only).
         self.checkpoint_ids: dict[int, int] = {}
-        #: This writer's token, part of every key it writes (see the module docstring).
-        self.owner = uuid.uuid4().hex[:12]
-        #: Per partition, the epoch this writer writes under (set by ``read``; 1 if it never read).
-        self.epochs: dict[int, int] = {}
+        #: Per partition, the key space ``<epoch>.<token>`` this writer's checkpoints go under,
+        #: opened by ``read`` (see the module docstring).
+        self.spaces: dict[int, str] = {}
         #: Per partition, the keys found at ``read``, deleted once this writer completes a checkpoint.
         self._stale: dict[int, list[bytes]] = {}
         #: Checkpoints in flight, by partition (at most one each), oldest first.
@@ -145,8 +147,10 @@ class Changelog:
         """
         if partition in self._pending:
             self.wait([partition])
+        if partition not in self.spaces:
+            self.read(partition)  # a writer's epoch must be above every one written before
         checkpoint_id = self.checkpoint_ids.get(partition, 0) + 1
-        space = f"{self.epochs.get(partition, 1)}.{self.owner}"
+        space = self.spaces[partition]
         pending = PendingCheckpoint(partition, checkpoint_id, space, checkpoint_id % 2, next_offset, {}, time.monotonic())
         prefix = _CHUNK_HEADER.pack(checkpoint_id)
         for model, blob in models.items():
@@ -209,11 +213,13 @@ class Changelog:
         return completed
 
     def wait(self, partitions: list[int] | None = None) -> None:
-        """Block until the checkpoints in flight of ``partitions`` (None: of every partition) are complete."""
+        """Block until the checkpoints in flight of ``partitions`` (None: of every partition, and the sweeps' tombstones) are complete."""
         started = time.monotonic()
         while True:
             self.poll()
             if not any(partitions is None or p in partitions for p in self._pending):
+                if partitions is None:
+                    self._producer.flush(5.0)  # tombstones: best effort, a lost one only leaves garbage
                 return
             self._producer.poll(0.05)
             if time.monotonic() - started > BLOCKED_AFTER_SECONDS and not self._waiting:
@@ -275,7 +281,7 @@ class Changelog:
         try:
             _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10, cached=False)
             if high <= 0:
-                self.epochs[partition], self._stale[partition] = 1, []
+                self._open_space(partition, {})
                 return None
             consumer.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
             position = -1
@@ -296,14 +302,30 @@ class Changelog:
                     position = message.offset()
         finally:
             consumer.close()
-        markers = _markers(partition, latest)
-        # This writer's epoch is above every one found, so its checkpoints win from the first on.
-        self.epochs[partition] = max((_epoch(m) for m in markers), default=0) + 1
-        self._stale[partition] = list(latest)
-        checkpoint = _newest_whole(partition, markers, latest)
-        if checkpoint is not None:
-            self.checkpoint_ids[partition] = checkpoint.checkpoint_id
+        self._open_space(partition, latest)
+        checkpoint = _newest_whole(partition, _markers(partition, latest), latest)
+        self.checkpoint_ids[partition] = checkpoint.checkpoint_id if checkpoint is not None else 0
         return checkpoint
+
+    def _open_space(self, partition: int, latest: dict[bytes, bytes]) -> None:
+        """Take the key space of this restore, above every epoch found, and claim it."""
+        epoch = max((_key_epoch(partition, key) for key in latest), default=0) + 1
+        space = self.spaces[partition] = f"{epoch}.{uuid.uuid4().hex[:12]}"
+        self._stale[partition] = list(latest)
+        failed: list[str] = []
+        self._producer.produce(
+            self.topic,
+            key=f"{partition}/claim/{space}".encode(),
+            value=orjson.dumps({"claimed_at": time.time()}),
+            partition=partition,
+            on_delivery=lambda err, _msg: failed.append(err.str()) if err is not None else None,
+        )
+        if self._producer.flush(10.0) > 0 or failed:
+            log.warning(
+                "changelog %s[%d]: could not record the claim of epoch %d (%s); an owner restoring the partition "
+                "before this one writes a checkpoint may take the same epoch. Check that the broker accepts writes",
+                self.topic, partition, epoch, failed[0] if failed else "not acknowledged in 10 s",
+            )
 
 
 def _chunk_key(partition: int, space: str | None, slot: int, model: str, index: int) -> str:
@@ -326,6 +348,16 @@ def _markers(partition: int, latest: dict[bytes, bytes]) -> list[dict[str, Any]]
 
 def _epoch(marker: dict[str, Any]) -> int:
     return 0 if marker["space"] is None else int(marker["space"].split(".", 1)[0])
+
+
+def _key_epoch(partition: int, key: bytes) -> int:
+    """The epoch of any key of the partition: a marker's, a claim's or a chunk's space (0 before owners)."""
+    parts = key.decode(errors="replace").split("/", 3)
+    if len(parts) < 2 or parts[0] != str(partition):
+        return 0
+    space = parts[2] if parts[1] in ("marker", "claim") and len(parts) > 2 else parts[1]
+    head = space.split(".", 1)[0]
+    return int(head) if "." in space and head.isdigit() else 0
 
 
 def _newest_whole(partition: int, markers: list[dict[str, Any]], latest: dict[bytes, bytes]) -> Checkpoint | None:

@@ -128,19 +128,20 @@ def test_a_zombie_writing_after_the_new_owner_took_over_never_wins_over_its_chec
     # chunks (slot 0) stay until the next owner's sweep.
     new._producer.flush(10)
     live = live_keys(kafka_bootstrap, topic, 0)
-    assert f"0/marker/2.{new.owner}".encode() in live
-    assert f"0/marker/1.{old.owner}".encode() not in live
-    assert not [k for k in live if k.startswith(f"0/1.{old.owner}/1/".encode())]
-    assert len([k for k in live if k.startswith(f"0/1.{old.owner}/0/".encode())]) == 4
+    assert new.spaces[0].startswith("2.") and old.spaces[0].startswith("1.")
+    assert f"0/marker/{new.spaces[0]}".encode() in live
+    assert f"0/marker/{old.spaces[0]}".encode() not in live
+    assert not [k for k in live if k.startswith(f"0/{old.spaces[0]}/1/".encode())]
+    assert len([k for k in live if k.startswith(f"0/{old.spaces[0]}/0/".encode())]) == 4
 
     old.write(0, {"m": state("a3")}, 11)  # the zombie again, with a checkpoint id above the new owner's
     assert old.checkpoint_ids[0] > new.checkpoint_ids[0]
     assert restored(reader, 0) == (6, b1)
 
 
-def test_two_owners_writing_at_once_never_mix_their_chunks(owners):
+def test_two_owners_writing_at_once_never_mix_their_chunks_and_the_later_owner_wins(owners):
     _topic, (first, second, reader, _) = owners
-    assert restored(first, 0) is None and restored(second, 0) is None  # both found nothing: the same epoch
+    assert restored(first, 0) is None and restored(second, 0) is None  # the second counts the first's claim
     mine = {"m": state("first", 4 * CHUNK_BYTES - 5)}  # 4 chunks
     theirs = {"m": state("second", 3 * CHUNK_BYTES - 5)}  # 3 chunks
     first.begin(0, mine, 5)
@@ -148,7 +149,26 @@ def test_two_owners_writing_at_once_never_mix_their_chunks(owners):
     first.wait()
     assert restored(reader, 0) == (5, mine)
     second.wait()
-    assert restored(reader, 0) in ((5, mine), (9, theirs))
+    assert restored(reader, 0) == (9, theirs)
+    first.write(0, {"m": state("first again")}, 6)  # more checkpoints of the earlier owner do not outrank it
+    first.write(0, {"m": state("and again")}, 7)
+    assert restored(reader, 0) == (9, theirs)
+
+
+def test_a_worker_given_a_partition_back_writes_under_a_new_space_not_over_what_it_left(owners):
+    _topic, (previous, worker, reader, _) = owners
+    before = {"m": state("previous")}
+    previous.write(0, before, 3)
+    assert restored(worker, 0) == (3, before)
+    worker.begin(0, {"m": state("left behind")}, 5)  # chunks sent, then the partition is lost
+    worker._producer.flush(10)
+    worker.abandon([0])
+    assert restored(worker, 0) == (3, before)  # the partition comes back to the same worker
+
+    good = {"m": state("good")}
+    worker.write(0, good, 9)
+    worker._producer.flush(10)  # the sweep of what it found at its second restore
+    assert restored(reader, 0) == (9, good)
 
 
 def test_a_changelog_written_before_owners_is_restored_then_swept(owners, kafka_bootstrap):
@@ -164,11 +184,11 @@ def test_a_changelog_written_before_owners_is_restored_then_swept(owners, kafka_
     assert producer.flush(10) == 0
 
     assert restored(owner, 0) == (7, {"m": blob})
-    assert owner.epochs[0] == 1 and owner.checkpoint_ids[0] == 1
+    assert owner.spaces[0].startswith("1.") and owner.checkpoint_ids[0] == 1
     after = {"m": state("after")}
     owner.write(0, after, 12)
     owner._producer.flush(10)  # the sweep's tombstones
     assert restored(reader, 0) == (12, after)
     live = live_keys(kafka_bootstrap, topic, 0)
     assert not {b"0/marker", b"0/1/m/0", b"0/1/m/1"} & set(live)
-    assert f"0/marker/1.{owner.owner}".encode() in live
+    assert f"0/marker/{owner.spaces[0]}".encode() in live

@@ -81,3 +81,21 @@ def test_numbers_sent_for_a_categorical_feature_are_coded_by_their_text_in_first
     codes, present = monitor._category_codes("zip", batch, categorical, numeric)
     assert codes.tolist() == [0, 1, 0, 2, 3, 0, 3]
     assert present.all()
+
+
+def test_minus_zero_is_its_own_category_however_the_rows_are_cut():
+    from stream_monitor.core.settings import DetectionSettings
+    from stream_monitor.spec import ModelSpec
+
+    events = [{"event_id": str(i), "model": "m", "features": {"zip": v}} for i, v in enumerate([0.0, -0.0, 0.0, -0.0])]
+    messages = [RawMessage(orjson.dumps(e), topic="t", partition=0, offset=i) for i, e in enumerate(events)]
+    settings = DetectionSettings()
+    spec = MonitorSpec(defaults=settings, models={"m": ModelSpec(name="m", detection=settings, feature_types={"zip": "categorical"})})
+
+    def names(cuts: list[int]) -> list[str]:
+        monitor = MonitorEngine(spec).new_monitor("m")
+        for start, end in zip([0, *cuts], [*cuts, len(messages)]):
+            monitor.observe(ingest(messages[start:end], None).batches[0], 0.0)
+        return monitor.codebooks["zip"].names
+
+    assert names([]) == names([1]) == ["0", "-0"]
