@@ -150,3 +150,49 @@ def test_a_silent_partition_holds_back_no_more_than_max_rows(events):
     assert len(resequencer) == 1_000
     assert out == [orjson.loads(m.value)["event_id"] for m in three[:200]]  # the oldest, in order
     assert resequencer.release(0.0) is None  # the watermark is stuck: nothing more leaves
+
+
+def test_a_model_with_events_in_one_partition_follows_the_others_progress_not_their_silence():
+    """Ingest stamps each record with how far it read every partition (all models' events): a
+    model whose events all land in partition 0 is released as the other partitions flow with
+    other models' events, without waiting for them to fall idle."""
+    busy = list(generate(credit_risk_profile(), 2_000, seed=8))
+    sparse = [dict(e, model="sparse", event_id=f"s{i}") for i, e in enumerate(busy) if i % PARTITIONS == 0]
+    messages = partitioned(busy)
+    offsets = {}
+    for e in sparse:  # each sparse event right after the busy event of the same time, in partition 0
+        offsets[e["event_id"]] = len(messages)
+        messages.append(RawMessage(orjson.dumps(e), topic=TOPIC, partition=0, offset=len(messages)))
+    messages.sort(key=lambda m: orjson.loads(m.value)["timestamp"])  # as they are read, all partitions in step
+
+    resequencer = Resequencer(IDLE)
+    released = []
+    for start in range(0, len(messages), 500):
+        for batch in ingest(messages[start : start + 500], None, {TOPIC: PARTITIONS}).batches:
+            if batch.model == "sparse":
+                assert set(batch.source_times) == {(TOPIC, p) for p in range(PARTITIONS)}
+                ready = resequencer.add(batch, wall_time=0.0)  # no time passes: nothing falls idle
+                released += ready.event_ids if ready is not None else []
+    # All but the rows after the least of the partitions' latest times left, in order, at once.
+    assert released == [e["event_id"] for e in sparse][: len(released)]
+    assert len(released) >= len(sparse) - 1
+
+
+def test_only_the_last_record_of_a_split_batch_says_how_far_ingest_read(monkeypatch):
+    import stream_monitor.kafka.worker as worker
+
+    monkeypatch.setattr(worker, "MAX_INTERNAL_RECORD_BYTES", 100_000)  # records of ~800 rows
+    events = list(generate(credit_risk_profile(), 4_000, seed=9))
+    batch = ingest(backlog_order(partitioned(events)), None, {TOPIC: PARTITIONS}).batches[0]  # partition 0's rows first
+    parts = worker._split_batch(batch)
+    assert len(parts) > 2
+    assert [bool(p.source_times) for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert parts[-1].source_times == batch.source_times
+
+    resequencer = Resequencer(IDLE)
+    released = []
+    for part in parts:
+        ready = resequencer.add(part, wall_time=0.0)
+        released += ready.event_ids if ready is not None else []
+    ready = resequencer.release(0.0, force=True)
+    assert released + (ready.event_ids if ready is not None else []) == [e["event_id"] for e in events]
