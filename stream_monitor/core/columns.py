@@ -62,11 +62,6 @@ class ModelBatch:
     #: cluster's metadata (empty when unknown): the resequencer waits for every
     #: partition of a topic, not only those it has heard from.
     source_partitions: dict[str, int] = field(default_factory=dict)
-    #: Latest event time ingest read per (topic, partition) of these rows'
-    #: topics, over every model's events: how far each source has got, even
-    #: where this model has no rows. Set on the last record of an ingest batch
-    #: only (a record's stamp must not run ahead of rows still to come).
-    source_times: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -92,7 +87,6 @@ class ModelBatch:
             segments=self.segments[rows],
             progress=self.progress,
             source_partitions=self.source_partitions,
-            source_times=self.source_times,
         )
 
     @classmethod
@@ -132,12 +126,9 @@ class ModelBatch:
             for key, offset in b.progress.items():
                 progress[key] = max(progress.get(key, -1), offset)
         source_partitions: dict[str, int] = {}
-        source_times: dict[tuple[str, int], float] = {}
         for b in batches:
             for topic, count in b.source_partitions.items():
                 source_partitions[topic] = max(source_partitions.get(topic, 0), count)
-            for key, time in b.source_times.items():
-                source_times[key] = max(source_times.get(key, time), time)
         joined = {name: np.concatenate(arrays) for name, arrays in parts.items()}
         return cls(
             model=batches[0].model,
@@ -158,7 +149,6 @@ class ModelBatch:
             segments=joined["segments"],
             progress=progress,
             source_partitions=source_partitions,
-            source_times=source_times,
         )
 
     def row_json(self, row: int) -> bytes:
@@ -214,7 +204,6 @@ class ModelBatch:
                 "segment_keys": self.segment_keys,
                 "progress": [[t, p, o] for (t, p), o in self.progress.items()],
                 "source_partitions": self.source_partitions,
-                "source_times": [[t, p, time] for (t, p), time in self.source_times.items()],
                 "arrays": layout,
             }
         )
@@ -252,7 +241,6 @@ class ModelBatch:
             progress={(t, p): o for t, p, o in header["progress"]},
             # Records written before partition counts travelled have none.
             source_partitions=header.get("source_partitions", {}),
-            source_times={(t, p): time for t, p, time in header.get("source_times", [])},
         )
 
 

@@ -126,33 +126,11 @@ def ingest_per_event(
 
 
 def _with_partitions(batches: list[ModelBatch], source_partitions: Mapping[str, int] | None) -> list[ModelBatch]:
-    """Each batch told how many partitions its rows' topics have, and how far ingest read each of them."""
+    """Each batch told how many partitions its rows' topics have."""
     if source_partitions:
         for batch in batches:
             batch.source_partitions = {t: source_partitions[t] for t in batch.topics if t in source_partitions}
-    if batches:
-        latest = _latest_times(batches)
-        for batch in batches:
-            topics = set(batch.topics)
-            batch.source_times = {key: time for key, time in latest.items() if key[0] in topics}
     return batches
-
-
-def _latest_times(batches: list[ModelBatch]) -> dict[tuple[str, int], float]:
-    """The latest event time per (topic, partition) over the rows of every model."""
-    latest: dict[tuple[str, int], float] = {}
-    for batch in batches:
-        timed = ~np.isnan(batch.timestamp) & (batch.topic_index >= 0)
-        if not timed.any():
-            continue
-        sources = batch.topic_index[timed].astype(np.int64) * (1 << 32) + batch.partition[timed]
-        times = batch.timestamp[timed]
-        order = np.argsort(sources, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(sources[order]) != 0])
-        for source, time in zip(sources[order][starts].tolist(), np.maximum.reduceat(times[order], starts).tolist()):
-            key = (batch.topics[source >> 32], source & 0xFFFFFFFF)
-            latest[key] = max(latest.get(key, time), time)
-    return latest
 
 
 def _consumed(messages: Sequence[RawMessage]) -> tuple[Counter, dict[tuple[str, int], int]]:

@@ -15,11 +15,6 @@ cluster's metadata): at start-up with a backlog the first batches come from
 one partition, and counting only the partitions heard from would release
 that one's whole backlog, drift and all, before the others' first rows.
 
-A source's latest event time is that of the model's rows from it, or, when
-ingest says how far it read there over every model's events, that: a model
-with few events in a partition is not held back waiting for its own next
-one while the partition flows with others'.
-
 A source that sends nothing for ``idle_seconds`` of wall time (a partition
 never heard from included) stops holding the others back; rows that then
 arrive behind the watermark are released at once (late, out of order, but
@@ -60,7 +55,6 @@ class Resequencer:
     def add(self, batch: ModelBatch, wall_time: float) -> ModelBatch | None:
         """Buffer a batch; return the rows now in order and ready, if any."""
         self._note_partitions(batch.source_partitions, wall_time)
-        self._note_progress(batch.source_times, wall_time)
         if len(batch):
             self._note_sources(batch, wall_time)
             self._buffer.append(batch)
@@ -99,16 +93,6 @@ class Resequencer:
             for partition in range(count):
                 if (topic, partition) not in self.sources:
                     self.sources[(topic, partition)] = [-np.inf, wall_time]
-
-    def _note_progress(self, source_times: dict[tuple[str, int], float], wall_time: float) -> None:
-        """Sources ingest read, with the latest event time there over every model: flowing, and that far on."""
-        for key, latest in source_times.items():
-            entry = self.sources.get(key)
-            if entry is None:
-                self.sources[key] = [latest, wall_time]
-            else:
-                entry[0] = max(entry[0], latest)
-                entry[1] = wall_time
 
     def _note_sources(self, batch: ModelBatch, wall_time: float) -> None:
         sources = batch.topic_index.astype(np.int64) * (1 << 32) + batch.partition

@@ -748,7 +748,4 @@ def _split_batch(batch: ModelBatch) -> list[ModelBatch]:
     rows_per_record = max(1, MAX_INTERNAL_RECORD_BYTES // row_bytes)
     if n <= rows_per_record:
         return [batch]
-    parts = [batch.take(np.arange(start, min(n, start + rows_per_record))) for start in range(0, n, rows_per_record)]
-    for part in parts[:-1]:
-        part.source_times = {}  # how far ingest read holds once the last part's rows are in, not before
-    return parts
+    return [batch.take(np.arange(start, min(n, start + rows_per_record))) for start in range(0, n, rows_per_record)]

@@ -32,9 +32,8 @@ def test_model_batch_wire_round_trip():
     events = list(generate(credit_risk_profile(), 500, seed=1))
     events[3]["features"]["income"] = None
     events[4]["features"]["channel"] = 7  # a number where strings are usual
-    (batch,) = ingest(messages(events, partitions=3), None, {"predictions": 4}).batches
+    (batch,) = ingest(messages(events, partitions=3)).batches
     assert len(batch) == 500
-    assert batch.source_partitions == {"predictions": 4} and len(batch.source_times) == 3
     assert_batches_equal(batch, ModelBatch.from_bytes(batch.to_bytes()))
     assert batch.progress == {("predictions", 0): 166, ("predictions", 1): 166, ("predictions", 2): 165}
     row = orjson.loads(batch.row_json(0))
