@@ -282,6 +282,7 @@ class Changelog:
             _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10, cached=False)
             if high <= 0:
                 self._open_space(partition, {})
+                self.checkpoint_ids[partition] = 0
                 return None
             consumer.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
             position = -1
@@ -346,18 +347,22 @@ def _markers(partition: int, latest: dict[bytes, bytes]) -> list[dict[str, Any]]
     return found
 
 
+def _space_epoch(space: str | None) -> int:
+    """The epoch of a key space ``<epoch>.<token>``; 0 for anything else (the format before owners)."""
+    head, dot, _token = (space or "").partition(".")
+    return int(head) if dot and head.isdigit() else 0
+
+
 def _epoch(marker: dict[str, Any]) -> int:
-    return 0 if marker["space"] is None else int(marker["space"].split(".", 1)[0])
+    return _space_epoch(marker["space"])
 
 
 def _key_epoch(partition: int, key: bytes) -> int:
-    """The epoch of any key of the partition: a marker's, a claim's or a chunk's space (0 before owners)."""
+    """The epoch of any key of the partition: a marker's, a claim's or a chunk's space."""
     parts = key.decode(errors="replace").split("/", 3)
     if len(parts) < 2 or parts[0] != str(partition):
         return 0
-    space = parts[2] if parts[1] in ("marker", "claim") and len(parts) > 2 else parts[1]
-    head = space.split(".", 1)[0]
-    return int(head) if "." in space and head.isdigit() else 0
+    return _space_epoch(parts[2] if parts[1] in ("marker", "claim") and len(parts) > 2 else parts[1])
 
 
 def _newest_whole(partition: int, markers: list[dict[str, Any]], latest: dict[bytes, bytes]) -> Checkpoint | None:
