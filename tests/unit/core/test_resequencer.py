@@ -21,6 +21,8 @@ from stream_monitor.spec import MonitorSpec
 TOPIC = "predictions"
 PARTITIONS = 4
 IDLE = 10.0
+#: Partition counts as ingest sends them.
+COUNTS = {TOPIC: PARTITIONS}
 
 
 def partitioned(events) -> list[RawMessage]:
@@ -36,7 +38,7 @@ def backlog_order(messages: list[RawMessage]) -> list[RawMessage]:
     return sorted(messages, key=lambda m: (m.partition, m.offset))
 
 
-def batches(messages: list[RawMessage], size: int, counts: dict[str, int] | None = {TOPIC: PARTITIONS}):
+def batches(messages: list[RawMessage], size: int, counts: dict[str, int] | None = COUNTS):
     for start in range(0, len(messages), size):
         yield from ingest(messages[start : start + size], None, counts).batches
 
